@@ -1,0 +1,141 @@
+"""Configuration as data: the M²IR network (`M2IRConfig`) and the run profiles.
+
+The paper's configuration is the default of every field; `smoke` and `mini` are
+`dataclasses.replace` edits of it, so all profiles build the same network code (§III).
+Every ablation of Tables VII–IX is a field here, never a second model class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+# The degradation words DA-CLIP was trained with (daclip-uir README); P' = [d̂ ; s] uses a subset.
+DACLIP_DEGRADATIONS = (
+    "motion-blurry", "hazy", "jpeg-compressed", "low-light", "noisy",
+    "raindrop", "rainy", "shadowed", "snowy", "uncompleted",
+)
+# The six prompts the same group's M2Restore routes with; T = 6 gives the 39.1M count (arch.md §0.2.9).
+DEFAULT_PROMPTS = ("hazy", "noisy", "raindrop", "rainy", "shadowed", "snowy")
+
+
+@dataclass(frozen=True)
+class M2IRConfig:
+    """The network of Fig. 2. Defaults are the paper's model (Table XIII: 39.1M w/o DA-CLIP)."""
+
+    dim: int = 48                                   # C of F_0, §III-A
+    num_blocks: tuple[int, ...] = (4, 6, 6, 8)      # blocks per encoder level, Restormer layout
+    num_refinement_blocks: int = 4                  # refinement stage at full resolution
+    heads: tuple[int, ...] = (1, 2, 4, 8)           # MDTA heads per level
+    ffn_expansion: float = 2.66                     # GDFN γ (Restormer)
+    block: Literal["mst", "transformer"] = "mst"    # Table VII: MST (eq. 1–2) or plain MDTA blocks
+    prior: Literal["daclip", "mlp", "none"] = "daclip"  # Table VII: DACP from DA-CLIP, a learnable MLP, or off
+    special_experts: bool = True                    # Table VII: DGEA specialised branch
+    shared_expert: bool = True                      # Table VII: DGEA shared branch E_S
+    num_experts: int = 4                            # N, Table VIII
+    top_k: int = 2                                  # K, Table IX
+    expert_hidden: float = 2.0                      # expert MLP width r·C (arch.md §3.4, C3)
+    ca_heads: int = 4                               # heads of both CAs in ADEC (AdaIR's channel CA)
+    dispatch: Literal["dense", "sparse"] = "dense"  # run-time expert execution; outputs are equal
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS      # text descriptors of DACP, §III-C
+    prior_dim: int = 512                            # DA-CLIP embedding width (ViT-B-32)
+
+    @property
+    def has_adec(self) -> bool:
+        """ADEC exists when DGEA has at least one branch (Table VII rows 1–2 have none)."""
+        return self.special_experts or self.shared_expert
+
+    def __post_init__(self):
+        if len(self.num_blocks) != 4 or len(self.heads) != 4:
+            raise ValueError("num_blocks and heads need one entry per U-Net level (4)")
+        if self.special_experts and not 1 <= self.top_k <= self.num_experts:
+            raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
+        for name, allowed in (("block", ("mst", "transformer")),
+                              ("prior", ("daclip", "mlp", "none")),
+                              ("dispatch", ("dense", "sparse"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of §IV-A: AdamW, linear warm-up then cosine, patch 128, loss of eq. (11)."""
+
+    iters: int = 4450 * 150          # AdaIR: 150 epochs of ≈4,450 iterations at batch 32 (data.md §1.4)
+    warmup_iters: int = 4450 * 15    # 15 warm-up epochs, expressed in iterations
+    cosine_iters: int = 4450 * 180   # cosine horizon (AdaIR max_epochs 180), so the lr never reaches 0
+    batch_size: int = 8              # per process; 2 GPUs × 8 × accumulate 2 = 32
+    grad_accum: int = 2
+    patch: int = 128
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01       # torch AdamW default, as in PromptIR/AdaIR
+    lambda1: float = 0.01            # ℓ_balance weight, Table XI
+    lambda2: float = 0.1             # ℓ_FFT weight, Table XII
+    charbonnier: bool = True         # Table X: Charbonnier (eq. 8) or plain L1
+    use_balance: bool = True         # Table X
+    use_fft: bool = True             # Table X
+    ckpt_every: int = 5000
+    log_every: int = 50
+    num_workers: int = 4
+    amp: bool = True                 # bf16 autocast on GPU only
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one run of the workbook means: model size, data, budget (DESIGN.md, Profiles)."""
+
+    name: str
+    model: M2IRConfig
+    train: TrainConfig
+    data: Literal["smoke", "mini", "real"]
+    ablation_train: TrainConfig = field(default=None)  # Tables VII–XII (paper: 20 epochs on Rain100L)
+    eval_max_images: int | None = None                  # cap per task when evaluating (None = all)
+
+    def __post_init__(self):
+        if self.ablation_train is None:
+            object.__setattr__(self, "ablation_train", self.train)
+
+
+PAPER = M2IRConfig()
+MODEL_PRESETS: dict[str, M2IRConfig] = {
+    "paper": PAPER,
+    # Same blocks, fewer channels and blocks: trains at a few patches/s on 2 CPU cores.
+    "mini": dataclasses.replace(PAPER, dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1,
+                                heads=(1, 1, 2, 4), prior="mlp"),
+    # A few thousand to ~100k parameters: every code path in seconds.
+    "smoke": dataclasses.replace(PAPER, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
+                                 heads=(1, 1, 1, 2), prior="mlp"),
+}
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(
+        "paper", MODEL_PRESETS["paper"], TrainConfig(), data="real",
+        # Ablations: 20 epochs on Rain100L (200 pairs × 120 repeats / batch 32 ≈ 750 it/epoch).
+        ablation_train=TrainConfig(iters=750 * 20, warmup_iters=750 * 2, cosine_iters=750 * 24),
+    ),
+    "mini": Profile(
+        "mini", MODEL_PRESETS["mini"],
+        TrainConfig(iters=600, warmup_iters=60, cosine_iters=720, batch_size=4, grad_accum=1,
+                    patch=64, ckpt_every=200, log_every=10, num_workers=1, amp=False),
+        data="mini",
+        ablation_train=TrainConfig(iters=200, warmup_iters=20, cosine_iters=240, batch_size=4,
+                                   grad_accum=1, patch=64, ckpt_every=100, log_every=10,
+                                   num_workers=1, amp=False),
+    ),
+    "smoke": Profile(
+        "smoke", MODEL_PRESETS["smoke"],
+        TrainConfig(iters=4, warmup_iters=1, cosine_iters=5, batch_size=2, grad_accum=1, patch=32,
+                    ckpt_every=2, log_every=1, num_workers=0, amp=False),
+        data="smoke", eval_max_images=2,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The named profile, or a clear error listing the known ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; known: {sorted(PROFILES)}") from None
