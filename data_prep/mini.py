@@ -1,0 +1,338 @@
+"""The embedded mini benchmark: real photographs from the installed wheels, seeded degradations.
+
+``python -m data_prep.mini --out data/mini [--seed 0] [--size mini|smoke]``, or
+``build_mini(out, seed=0, size="mini")`` from Python. It needs no download: the clean images
+are the photographs shipped inside scikit-image, scikit-learn and matplotlib
+(research/data.md §5; each one's source and licence is written to ``sources.csv``).
+
+Split by photograph (the two stereo views of the motorcycle stay together in train; the
+grayscale photos, replicated to RGB, are train only). Every image is scaled to a long side of
+256 px (``mini``) or 64 px (``smoke``) and centre-cropped to a multiple of 16; in ``mini`` each
+train photo is also cut into 2×2 tiles at a 512-px long side, for more training content.
+
+Output under ``<out>``: ``clean/``, one folder of degraded images per task, and
+``manifests/`` (paths relative to ``<out>``, which is the data root):
+
+* ``mini_3d.csv``: denoise (σ 15/25/50, noise on the fly), derain, dehaze (Table I);
+* ``mini_5d.csv``: the same + deblur and enhance, denoising tested at σ = 25 (Table II);
+* ``mini_cdd11.csv``: the 11 CDD11 types, one scene (depth, light map, masks) per image;
+* ``mini_desnow.csv``: snow, CSD stand-in (Table VI);
+* ``mini_weatherbench.csv``: haze, rain, snow with other draws, WeatherBench stand-in (Table IV).
+
+The one-by-one setting (Table V) uses ``mini_3d.csv`` filtered by task. Haze uses the stereo
+pair's real disparity as depth and `synth.depth_proxy` elsewhere. The same seed and size give
+byte-identical files; a finished build is reused when its stamp (parameters, code, package
+versions) matches. These are smoke-scale sets: enough to exercise every path of the paper's
+protocol, not to reproduce its numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from data_prep import synth
+from m2ir_lib import data as m2ir_data
+from m2ir_lib.data import CDD11_TYPES, NOISE_SIGMAS, crop_to_multiple, load_image
+
+STAMP = ".stamp.json"
+MANIFESTS = ("mini_3d", "mini_5d", "mini_cdd11", "mini_desnow", "mini_weatherbench")
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    dist: str      # distribution (for the version)
+    module: str    # package whose folder holds the file
+    file: str
+    licence: str
+    credit: str
+
+
+_SK = ("scikit-image", "skimage")
+PHOTOS = (  # licences as stated in skimage/data/_fetchers.py, sklearn's images/README.txt
+    Photo("astronaut", *_SK, "data/astronaut.png", "public domain", "NASA (Eileen Collins)"),
+    Photo("rocket", *_SK, "data/rocket.jpg", "public domain", "SpaceX (DSCOVR launch)"),
+    Photo("motorcycle_left", *_SK, "data/motorcycle_left.png", "not stated",
+          "Middlebury 2014 stereo (Scharstein et al.), 4x down-sampled"),
+    Photo("motorcycle_right", *_SK, "data/motorcycle_right.png", "not stated",
+          "Middlebury 2014 stereo (Scharstein et al.), 4x down-sampled"),
+    Photo("china", "scikit-learn", "sklearn", "datasets/images/china.jpg", "CC BY 2.0",
+          "danielbuechele (flickr.com/photos/danielbuechele)"),
+    Photo("chelsea", *_SK, "data/chelsea.png", "CC0", "Stefan van der Walt"),
+    Photo("coffee", *_SK, "data/coffee.png", "CC0", "Rachel Michetti (Pikolo Espresso Bar)"),
+    Photo("flower", "scikit-learn", "sklearn", "datasets/images/flower.jpg", "CC BY 2.0",
+          "README: danielbuechele; links flickr.com/photos/vultilion"),
+    Photo("grace_hopper", "matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
+          "public domain", "US Navy portrait"),
+    Photo("camera", *_SK, "data/camera.png", "CC0", "Lav Varshney (grayscale)"),
+    Photo("moon", *_SK, "data/moon.png", "CC0", "Andreas Preuss (grayscale)"),
+    Photo("coins", *_SK, "data/coins.png", "no known copyright restrictions",
+          "Greek coins, Pompeii (grayscale)"),
+    Photo("brick", *_SK, "data/brick.png", "CC0", "CC0Textures Bricks25 (grayscale)"),
+    Photo("grass", *_SK, "data/grass.png", "CC0", "CC0Textures (grayscale)"),
+    Photo("gravel", *_SK, "data/gravel.png", "CC0", "CC0Textures Gravel04 (grayscale)"),
+)
+
+
+@dataclass(frozen=True)
+class Size:
+    side: int                    # long side of every image
+    tile_side: int | None        # train photos also at this long side, in 2×2 tiles
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+SIZES = {
+    "mini": Size(256, 512, ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "china",
+                            "camera", "moon", "coins", "brick", "grass", "gravel"),
+                 ("chelsea", "coffee", "flower", "grace_hopper")),
+    "smoke": Size(64, None, ("astronaut", "motorcycle_left", "motorcycle_right", "camera"),
+                  ("coffee", "flower")),
+}
+# Seed streams: one generator per (photo, version, what), so sizes and tasks never share draws.
+_STREAMS = ("derain", "dehaze", "deblur", "enhance", "desnow", "wb-dehaze", "wb-derain",
+            "wb-desnow", "scene", *(f"cdd11-{t}" for t in CDD11_TYPES), "proxy")
+
+
+def photo_path(photo: Photo) -> Path:
+    """The photograph's file inside its installed package (no import, no download)."""
+    spec = importlib.util.find_spec(photo.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {photo.module} is not installed; it ships {photo.file}")
+    path = Path(spec.submodule_search_locations[0]) / photo.file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing from the installed {photo.dist}")
+    return path
+
+
+def _depth(photo: Photo, shape) -> np.ndarray | None:
+    """Normalised distance of the stereo views from the real disparity, else None."""
+    if not photo.name.startswith("motorcycle_"):
+        return None
+    disp = np.load(photo_path(photo).with_name("motorcycle_disp.npz"))["arr_0"].astype(float)
+    disp[~np.isfinite(disp)] = np.nan
+    if photo.name.endswith("right"):
+        disp = synth.right_view_disparity(disp)
+    z = synth.depth_from_disparity(np.nan_to_num(disp, nan=-1.0),
+                                   **synth.MOTORCYCLE_CALIBRATION)
+    if z.shape != shape[:2]:
+        raise ValueError(f"disparity {z.shape} does not match {photo.name} {shape[:2]}")
+    lo, hi = np.percentile(z, [1, 99])
+    return np.clip((z - lo) / (hi - lo), 0, 1)
+
+
+def _fit(img: np.ndarray, depth, side: int):
+    """Scale to long side ``side`` (never up), then centre-crop both to a multiple of 16."""
+    h, w = img.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if scale < 1:
+        img = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS))
+        if depth is not None:
+            depth = np.asarray(Image.fromarray(depth.astype(np.float32), "F").resize(
+                size, Image.BILINEAR)).astype(float)
+    return crop_to_multiple(img), None if depth is None else crop_to_multiple(depth)
+
+
+def _versions(photo: Photo, size: Size, split: str):
+    """(name, uint8 image, depth or None) of the full photo and, for train in mini, 4 tiles."""
+    img = load_image(photo_path(photo))  # grayscale photos come back replicated to RGB
+    depth = _depth(photo, img.shape)
+    out = [(photo.name, *_fit(img, depth, size.side))]
+    if size.tile_side and split == "train":
+        big, bdepth = _fit(img, depth, size.tile_side)
+        th, tw = (big.shape[0] // 2) // 16 * 16, (big.shape[1] // 2) // 16 * 16
+        y0, x0 = (big.shape[0] - 2 * th) // 2, (big.shape[1] - 2 * tw) // 2
+        for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            sl = np.s_[y0 + i * th:y0 + (i + 1) * th, x0 + j * tw:x0 + (j + 1) * tw]
+            out.append((f"{photo.name}_t{k}", big[sl], None if bdepth is None else bdepth[sl]))
+    return out
+
+
+def _save(root: Path, rel: str, img: np.ndarray) -> str:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    u8 = img if img.dtype == np.uint8 else np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(u8).save(path, compress_level=3)
+    return rel
+
+
+def _degrade(root, split, name, clean_u8, depth, rngs) -> dict[str, str]:
+    """Write every degraded version of one image; returns {manifest key: relative path}."""
+    x = clean_u8 / 255.0
+    rel = {}
+
+    def put(key, folder, img):
+        rel[key] = _save(root, f"{folder}/{split}/{name}.png", img)
+
+    def depth_of(stream):
+        return depth if depth is not None else synth.depth_proxy(x, rngs(stream))
+
+    put("derain", "derain", synth.rain(x, rngs("derain")))
+    put("dehaze", "dehaze", synth.haze(x, depth_of("proxy"), rngs("dehaze")))
+    put("deblur", "deblur", synth.motion_blur(x, rngs("deblur")))
+    put("enhance", "enhance", synth.low_light(x, rngs("enhance")))
+    put("desnow", "desnow", synth.snow(x, rngs("desnow")))
+    put("wb-dehaze", "weatherbench/haze", synth.haze(x, depth_of("proxy"), rngs("wb-dehaze")))
+    put("wb-derain", "weatherbench/rain", synth.rain(x, rngs("wb-derain")))
+    put("wb-desnow", "weatherbench/snow", synth.snow(x, rngs("wb-desnow")))
+    scene = synth.make_scene(x, rngs("scene"), depth01=depth_of("proxy"))
+    for kind in CDD11_TYPES:
+        put(f"cdd11-{kind}", f"cdd11/{kind}", synth.compose(x, kind, scene, rngs(f"cdd11-{kind}")))
+    return rel
+
+
+def _manifests(records: list[dict], dataset: str) -> dict[str, pd.DataFrame]:
+    """The five manifests from one record per image (split, clean, paths by key)."""
+    rows = {m: [] for m in MANIFESTS}
+
+    def add(m, r, task, key, sigma=""):
+        rows[m].append((r["split"], task, r["paths"][key] if key else "", r["clean"], sigma,
+                        dataset, r["source"], r["name"]))
+
+    for r in records:
+        for s in NOISE_SIGMAS:
+            add("mini_3d", r, "denoise", None, s)
+            if r["split"] == "train" or s == 25:  # Table II tests denoising at σ = 25 only
+                add("mini_5d", r, "denoise", None, s)
+        for task in ("derain", "dehaze", "deblur", "enhance"):
+            if task in ("derain", "dehaze"):
+                add("mini_3d", r, task, task)
+            add("mini_5d", r, task, task)
+        for kind in CDD11_TYPES:
+            add("mini_cdd11", r, kind, f"cdd11-{kind}")
+        add("mini_desnow", r, "desnow", "desnow")
+        for task in ("dehaze", "derain", "desnow"):
+            add("mini_weatherbench", r, task, f"wb-{task}")
+    cols = ["split", "task", "degraded_path", "clean_path", "sigma", "dataset", "source", "scene"]
+    return {m: pd.DataFrame(v, columns=cols).sort_values(["split", "task", "sigma", "clean_path"],
+                                                          kind="stable") for m, v in rows.items()}
+
+
+def _stamp(seed: int, size: str) -> dict:
+    code = hashlib.sha256()
+    for f in (Path(__file__), Path(synth.__file__), Path(m2ir_data.__file__)):
+        code.update(f.read_bytes())
+    versions = {d: importlib.metadata.version(d) for d in
+                ("numpy", "scipy", "pillow", "scikit-image", "scikit-learn", "matplotlib")}
+    return {"seed": seed, "size": size, "code_sha256": code.hexdigest(), "versions": versions}
+
+
+def _complete(out: Path, stamp: dict) -> bool:
+    try:
+        return (json.loads((out / STAMP).read_text()) == stamp and
+                all((out / "manifests" / f"{m}.csv").is_file() for m in MANIFESTS))
+    except (OSError, ValueError):
+        return False
+
+
+def build(out, seed: int = 0, size: str = "mini") -> dict[str, Path]:
+    """Build (or reuse) the mini benchmark under ``out``; returns {manifest name: path}.
+
+    Args:
+        out: output folder, the data root of the manifests. An existing folder is replaced
+            only if it is an earlier build (has a stamp file) or empty.
+        seed: seed of every degradation draw.
+        size: ``mini`` (the default profile's data) or ``smoke`` (tiny, for tests).
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
+    out, stamp = Path(out), _stamp(seed, size)
+    paths = {m: out / "manifests" / f"{m}.csv" for m in MANIFESTS}
+    if _complete(out, stamp):
+        return paths
+    if out.exists() and any(out.iterdir()) and not (out / STAMP).exists():
+        raise FileExistsError(f"{out} exists, is not empty and is not a mini benchmark build; "
+                              "choose another --out")
+    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    spec, dataset = SIZES[size], f"{size}-synthetic"
+    order = {p.name: i for i, p in enumerate(PHOTOS)}
+    photos = {p.name: p for p in PHOTOS}
+    records, sources = [], []
+    for split, names in (("train", spec.train), ("test", spec.test)):
+        for pname in names:
+            photo = photos[pname]
+            versions = _versions(photo, spec, split)
+            for v, (name, img, depth) in enumerate(versions):
+                def rngs(stream, _p=order[pname], _v=v):
+                    return np.random.default_rng([seed, _p, _v, _STREAMS.index(stream)])
+                clean = _save(tmp, f"clean/{split}/{name}.png", img)
+                paths_v = _degrade(tmp, split, name, img, depth, rngs)
+                records.append({"split": split, "name": name, "source": pname, "clean": clean,
+                                "paths": paths_v})
+            sources.append({"image": pname, "package": photo.dist,
+                            "version": importlib.metadata.version(photo.dist),
+                            "file": photo.file, "licence": photo.licence, "credit": photo.credit,
+                            "split": split, "images": len(versions),
+                            "depth": "stereo disparity" if pname.startswith("motorcycle") else
+                            "proxy"})
+    frames = _manifests(records, dataset)
+    (tmp / "manifests").mkdir(parents=True)
+    for m, df in frames.items():
+        df.to_csv(tmp / "manifests" / f"{m}.csv", index=False, lineterminator="\n")
+    pd.DataFrame(sources).to_csv(tmp / "sources.csv", index=False, lineterminator="\n")
+    (tmp / "report.md").write_text(_report(frames, seed, size, sources))
+    (tmp / STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+    if _complete(out, stamp):  # another process finished the same build meanwhile
+        shutil.rmtree(tmp)
+        return paths
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        shutil.rmtree(old)
+    os.replace(tmp, out)
+    return paths
+
+
+build_mini = build
+
+
+def _report(frames, seed, size, sources) -> str:
+    lines = [f"# Mini benchmark ({size}, seed {seed})", "",
+             "Synthetic degradations (data_prep/synth.py) of the photographs in sources.csv. "
+             "Smoke-scale data: it exercises every path of the paper's protocol; its numbers "
+             "are not comparable with the paper's.", "",
+             "One-by-one setting (Table V): use mini_3d.csv filtered by task. Denoising rows "
+             "have no degraded file: the noise is added on the fly (test: seed 0, peers' "
+             "stream).", ""]
+    for m, df in frames.items():
+        counts = df.groupby(["split", "task"]).size().rename("rows").reset_index()
+        lines += [f"## {m}.csv ({len(df)} rows)", "", "```", counts.to_string(index=False),
+                  "```", ""]
+    lines += ["## Photographs", "", "```", pd.DataFrame(sources)[
+        ["image", "package", "licence", "split", "images", "depth"]].to_string(index=False),
+        "```", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m data_prep.mini", description=__doc__.split(
+        "\n")[0])
+    p.add_argument("--out", default="data/mini", help="output folder (default data/mini)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", choices=sorted(SIZES), default="mini")
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    paths = build(a.out, a.seed, a.size)
+    for path in paths.values():
+        print(f"{path}  ({len(pd.read_csv(path))} rows)")
+    print(f"done in {time.perf_counter() - t0:.1f} s (report: {Path(a.out) / 'report.md'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
