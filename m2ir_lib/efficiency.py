@@ -1,0 +1,398 @@
+"""Model size, MACs, latency and peak memory of Table XIII, §IV-E.
+
+Counting convention (arch.md §0, §0.1–0.2), the one the paper's 39.1M / 961G follows:
+- params: `sum(p.numel())` over unique parameters (DA-CLIP's `visual.*` alias counted once).
+- macs: ptflops 0.7.5, pytorch backend, batch 1, 3×480×720 (conv/linear MACs plus ptflops'
+  element counts for gelu, softmax, interpolate, pooling). Experts are counted densely
+  (all N+1 on every pixel), whatever dispatch the model runs with.
+- attention_macs: the channel-attention products q·kᵀ and A·v, counted analytically by
+  patching `model.channel_attention` while ptflops runs; ptflops sees none of them, whatever
+  operator computes them. They are *not* in `macs` (the paper's convention).
+- DA-CLIP: its image path only (controller + frozen visual, each once: 9.2G at ViT-B-32).
+  ptflops applied to the DA-CLIP module as registered counts the visual tower twice through
+  the `visual` alias (13.6G, which is what 975−961 in Table XIII suggests); that figure is
+  reported separately as `prior_macs_ptflops_aliased`. The text tower never runs per image.
+ptflops and open_clip are imported only when used (latency/memory work without them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from m2ir_lib import model as model_lib
+from m2ir_lib.config import MODEL_PRESETS, M2IRConfig
+from m2ir_lib.model import M2IR, ZeroPrior
+
+DACLIP_MODES = ("none", "mlp", "daclip")
+CONVENTION = ("ptflops 0.7.5 pytorch MACs, batch 1; experts dense; channel-attention q·kᵀ and "
+              "A·v excluded (attention_macs); DA-CLIP image path counted once")
+
+
+# --------------------------------------------------------------------- The models of Table XIII
+def resolve_config(cfg_or_name: M2IRConfig | str) -> M2IRConfig:
+    """A MODEL_PRESETS name ('paper', 'mini', 'smoke') or an M2IRConfig."""
+    if isinstance(cfg_or_name, M2IRConfig):
+        return cfg_or_name
+    if cfg_or_name not in MODEL_PRESETS:
+        raise ValueError(f"unknown model config {cfg_or_name!r}; known: {sorted(MODEL_PRESETS)}")
+    return MODEL_PRESETS[cfg_or_name]
+
+
+def baseline_config(cfg_or_name: M2IRConfig | str = "paper") -> M2IRConfig:
+    """Restormer-style baseline: plain Transformer blocks, no ADEC (Table VII's all-off row)."""
+    return dataclasses.replace(resolve_config(cfg_or_name), block="transformer", prior="none",
+                               special_experts=False, shared_expert=False)
+
+
+def build_variant(cfg_or_name: M2IRConfig | str, daclip: str = "none",
+                  daclip_cfg: str | dict | None = None) -> M2IR:
+    """M²IR with random weights and the chosen prior module (for counting and timing only).
+
+    Args:
+        cfg_or_name: network configuration or MODEL_PRESETS name.
+        daclip: 'none' = no prior module (a parameter-free P' = 0, Table XIII "w/o DA-CLIP"),
+            'mlp' = the learnable prior, 'daclip' = DA-CLIP structure with random weights.
+        daclip_cfg: open_clip config of the DA-CLIP (None = ViT-B-32); tests pass a tiny one.
+    """
+    cfg = resolve_config(cfg_or_name)
+    if daclip not in DACLIP_MODES:
+        raise ValueError(f"daclip={daclip!r}; expected one of {DACLIP_MODES}")
+    if cfg.prior == "none" or not cfg.special_experts:  # no DACP: nothing takes a prior
+        if daclip != "none":
+            raise ValueError(f"daclip={daclip!r} needs a config with DACP (a prior input)")
+        return M2IR(cfg)
+    if daclip == "mlp":
+        return M2IR(dataclasses.replace(cfg, prior="mlp"))
+    width = cfg.prior_dim + len(cfg.prompts)
+    if daclip == "none":
+        return M2IR(dataclasses.replace(cfg, prior="daclip"), prior_encoder=ZeroPrior(width))
+    from m2ir_lib.daclip import DaCLIPPrior, random_daclip  # open_clip only when asked
+
+    prior = DaCLIPPrior(random_daclip(daclip_cfg), cfg.prompts)
+    if prior.out_dim != width:
+        raise ValueError(f"DA-CLIP gives P' of width {prior.out_dim}, cfg expects {width}")
+    return M2IR(dataclasses.replace(cfg, prior="daclip"), prior_encoder=prior)
+
+
+def table_xiii_models(cfg_or_name: M2IRConfig | str = "paper") -> dict[str, tuple[M2IRConfig, str]]:
+    """The rows measured for Table XIII: name -> (config, daclip mode)."""
+    cfg = resolve_config(cfg_or_name)
+    return {"M²IR": (cfg, "daclip"), "M²IR (w/o DA-CLIP)": (cfg, "none"),
+            "Restormer-style baseline": (baseline_config(cfg), "none")}
+
+
+# ------------------------------------------------------------------------------------- Counting
+def _image(size, device="cpu", batch=1, seed=0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)   # a fixed image: routing, hence nothing, varies
+    return torch.rand(batch, 3, *size, generator=gen).to(device)
+
+
+@contextlib.contextmanager
+def _ptflops_paused():
+    """Undo ptflops' functional patches for the duration (they are restored afterwards)."""
+    saved = [(owner, name, fn) for owner in (torch, torch.Tensor, F)  # ptflops' wrappers keep .op
+             for name, fn in list(vars(owner).items())
+             if getattr(fn, "__module__", None) == "ptflops.pytorch_engine" and hasattr(fn, "op")]
+    for owner, name, fn in saved:
+        setattr(owner, name, fn.op)
+    try:
+        yield
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
+@contextlib.contextmanager
+def _attention_counted():
+    """Patch `model.channel_attention`: its products go to a counter, never to ptflops."""
+    original, counter = model_lib.channel_attention, [0]
+
+    def counted(q, k, v, temperature):
+        b, heads, c, n = q.shape                 # (B, heads, C/heads, HW)
+        counter[0] += 2 * b * heads * c * c * n  # q·kᵀ and A·v, c·c·HW MACs each per head
+        with _ptflops_paused():
+            return original(q, k, v, temperature)
+
+    model_lib.channel_attention = counted
+    try:
+        yield counter
+    finally:
+        model_lib.channel_attention = original
+
+
+def _ptflops_macs(module: nn.Module, size, device) -> int:
+    from ptflops import get_model_complexity_info
+
+    log = io.StringIO()
+    with torch.no_grad():
+        macs, _ = get_model_complexity_info(
+            module, (3, *size), as_strings=False, print_per_layer_stat=False, backend="pytorch",
+            input_constructor=lambda _: _image(size, device), ost=log)
+    if macs is None:
+        raise RuntimeError(f"ptflops failed on {type(module).__name__}: {log.getvalue()}")
+    return int(macs)
+
+
+class _ImagePathOnce(nn.Module):
+    """DA-CLIP's per-image modules (§III-C), each registered once (no `visual` alias)."""
+
+    def __init__(self, prior: nn.Module):
+        super().__init__()
+        self.control, self.visual = prior.daclip.visual_control, prior.daclip.clip.visual
+        self._prior = (prior,)                    # a tuple: not registered as a submodule
+
+    def forward(self, image):
+        return self._prior[0](image)
+
+
+def _strip_ptflops_attrs(module: nn.Module):
+    """ptflops cannot clean up after a module it met twice; remove its leftovers."""
+    for m in module.modules():
+        for attr in [a for a in vars(m) if a.startswith(("__flops", "__params", "__ptflops"))]:
+            delattr(m, attr)
+
+
+def _n_params(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def complexity_of(model: M2IR, size=(480, 720)) -> dict:
+    """Params and MACs of a built M2IR in the Table XIII convention (see module docstring)."""
+    model = model.eval()
+    device, cfg = next(model.parameters()).device, model.cfg
+    saved_dispatch = [(m, m.dispatch) for m in model.modules() if hasattr(m, "dispatch")]
+    prior = model.prior_encoder
+    try:
+        for m, _ in saved_dispatch:
+            m.dispatch = "dense"                  # the convention counts every expert
+        if prior is not None:                     # network and prior are counted apart
+            model.prior_encoder = ZeroPrior(cfg.prior_dim + len(cfg.prompts))
+        with _attention_counted() as attention:
+            net_macs = _ptflops_macs(model, size, device)
+    finally:
+        model.prior_encoder = prior
+        for m, d in saved_dispatch:
+            m.dispatch = d
+    out = {"net_params": _n_params(model) - _n_params(prior), "net_macs": net_macs,
+           "attention_macs": attention[0], "prior": type(prior).__name__ if prior else "none",
+           "prior_params": _n_params(prior), "prior_macs": 0}
+    if prior is not None and not isinstance(prior, ZeroPrior):
+        is_daclip = hasattr(prior, "daclip")
+        out["prior_macs"] = _ptflops_macs(_ImagePathOnce(prior) if is_daclip else prior, size,
+                                          device)
+        if is_daclip:  # ptflops on the module as registered: the alias doubles the visual tower
+            with contextlib.redirect_stdout(io.StringIO()):  # ptflops prints alias warnings
+                out["prior_macs_ptflops_aliased"] = _ptflops_macs(prior, size, device)
+            _strip_ptflops_attrs(prior)
+    out["params"] = out["net_params"] + out["prior_params"]
+    out["macs"] = out["net_macs"] + out["prior_macs"]
+    return out
+
+
+def count_complexity(cfg_or_name: M2IRConfig | str, daclip: str = "none", size=(480, 720),
+                     daclip_cfg: str | dict | None = None) -> dict:
+    """Params / MACs / attention MACs of Table XIII for one model variant (on CPU).
+
+    Args:
+        cfg_or_name: network configuration or MODEL_PRESETS name.
+        daclip: 'none' (w/o DA-CLIP), 'mlp' (learnable prior) or 'daclip' (random-weight DA-CLIP).
+        size: (H, W) of the input; the paper uses 480×720.
+        daclip_cfg: open_clip config of DA-CLIP (None = ViT-B-32).
+
+    Returns:
+        params, macs, attention_macs, prior_*, net_* (+ prior_macs_ptflops_aliased), seconds.
+    """
+    start = time.perf_counter()
+    model = build_variant(cfg_or_name, daclip, daclip_cfg)
+    out = complexity_of(model, tuple(size))
+    name = cfg_or_name if isinstance(cfg_or_name, str) else "custom"
+    out.update(config=name, daclip=daclip, size=list(size), convention=CONVENTION,
+               seconds=round(time.perf_counter() - start, 1))
+    return out
+
+
+# --------------------------------------------------------------------------- Latency and memory
+def _autocast(device, amp_dtype):
+    return torch.autocast(torch.device(device).type, amp_dtype, enabled=amp_dtype is not None)
+
+
+def measure_latency(model: nn.Module, size=(480, 720), device="cpu", warmup: int = 1,
+                    repeats: int = 3, batch: int = 1, amp_dtype: torch.dtype | None = None,
+                    channels_last: bool = False) -> float:
+    """Median forward time in ms (no_grad, eval; CUDA synchronised around each call).
+
+    Args:
+        model: the network, already on `device` ('cpu' or CUDA); size: (H, W) of the input.
+        warmup, repeats: untimed calls first (allocator, cuDNN tuning), then timed calls.
+        batch: images per call. amp_dtype: e.g. torch.bfloat16 for autocast; None = fp32.
+        channels_last: feed an NHWC-strided input (convert the model yourself).
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    model.eval()
+    x = _image(size, device, batch)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    cuda, times = torch.device(device).type == "cuda", []
+    with torch.no_grad(), _autocast(device, amp_dtype):
+        for i in range(warmup + repeats):
+            if cuda:
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            model(x)
+            if cuda:
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append(1e3 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def _proc_status_mb(field: str) -> float | None:
+    try:  # Linux only; elsewhere the CPU numbers are left out
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
+
+
+def peak_memory(model: nn.Module, size=(480, 720), device="cpu",
+                amp_dtype: torch.dtype | None = None) -> dict:
+    """Peak memory of one no_grad forward in this process, in MB (and its increase).
+
+    CPU: VmHWM, reset just before the call (tracemalloc cannot see torch's allocator); the
+    whole process counts, so tables use `cpu_peak_rss_mb` (a fresh process) instead.
+    GPU: torch.cuda.max_memory_allocated during the call, weights included.
+    """
+    model.eval()
+    x = _image(size, device)
+    gc.collect()
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / 2**20
+    else:
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                          # proc(5): resets VmHWM to the current RSS
+        before = _proc_status_mb("VmRSS")
+    with torch.no_grad(), _autocast(device, amp_dtype):
+        model(x)
+    if cuda:
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        return {"gpu_peak_mb": peak, "gpu_forward_mb": peak - before}
+    peak = _proc_status_mb("VmHWM")
+    return {} if None in (peak, before) else {"cpu_peak_mb": peak, "cpu_forward_mb": peak - before}
+
+
+_RSS_PROBE = """import json, sys, torch
+from m2ir_lib.efficiency import M2IRConfig, _image, _proc_status_mb, build_variant
+a = json.loads(sys.argv[1]); torch.set_num_threads(a["threads"])
+cfg = M2IRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in a["cfg"].items()})
+model = build_variant(cfg, a["daclip"], a["daclip_cfg"]).eval()
+with torch.no_grad():
+    model(_image(a["size"]))
+print(_proc_status_mb("VmHWM"))
+"""  # not ru_maxrss: Linux carries the parent's peak into it across fork + exec
+
+
+def cpu_peak_rss_mb(cfg_or_name: M2IRConfig | str, daclip: str = "none", size=(480, 720),
+                    daclip_cfg: str | dict | None = None, threads: int = 1) -> float:
+    """Peak resident memory (MB) of a fresh Python process that builds the model (random
+    weights) and runs one no_grad CPU forward: Table XIII's "CPU" column, runtime included."""
+    arg = json.dumps({"cfg": dataclasses.asdict(resolve_config(cfg_or_name)), "daclip": daclip,
+                      "daclip_cfg": daclip_cfg, "size": list(size), "threads": threads})
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _RSS_PROBE, arg], capture_output=True,
+                          text=True, env=env, cwd=root, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory probe failed: {done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
+
+
+def efficiency_table(models: dict | None = None, size=(480, 720), device="cpu", repeats: int = 3,
+                     warmup: int = 1, count: bool = True, amp_dtype: torch.dtype | None = None,
+                     daclip_cfg: str | dict | None = None):
+    """Table XIII for our models: Params, MACs, attention MACs, latency, CPU/GPU memory.
+
+    Args:
+        models: name -> (config or preset name, daclip mode); default `table_xiii_models()`.
+        size: (H, W); the paper uses 480×720.
+        device: where latency and memory are measured; CPU memory is the peak RSS of a
+            fresh process (`cpu_peak_rss_mb`), GPU memory `peak_memory`'s.
+        repeats, warmup: latency repetitions (median). amp_dtype: autocast dtype or None.
+        count: also count params/MACs (ptflops on the same model; slow at paper size on CPU).
+        daclip_cfg: open_clip config for DA-CLIP rows (None = ViT-B-32).
+
+    Returns:
+        DataFrame, one row per model: method, daclip, params_M, macs_G, attention_macs_G
+        (FLOPs column = MACs, as the paper reports them), latency_ms, cpu_mb, gpu_mb, device, ...
+    """
+    import pandas as pd
+
+    rows = []
+    for name, (cfg, mode) in (models or table_xiii_models()).items():
+        model = build_variant(cfg, mode, daclip_cfg).to(device).eval()
+        row = {"method": name, "daclip": mode,
+               "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
+        if count:  # FLOPs column = MACs, as the paper reports them (arch.md §0)
+            c = complexity_of(model, tuple(size))
+            row.update(macs_G=c["macs"] / 1e9, attention_macs_G=c["attention_macs"] / 1e9)
+        row["latency_ms"] = measure_latency(model, size, device, warmup, repeats,
+                                              amp_dtype=amp_dtype)
+        cuda = torch.device(device).type == "cuda"
+        row["cpu_mb"] = None if cuda else cpu_peak_rss_mb(cfg, mode, size, daclip_cfg,
+                                                                   torch.get_num_threads())
+        row["gpu_mb"] = peak_memory(model, size, device, amp_dtype)["gpu_peak_mb"] \
+            if cuda else None
+        row.update(device=_device_name(device), threads=torch.get_num_threads(),
+                   size=f"{size[1]}x{size[0]}", dtype=str(amp_dtype or torch.float32))
+        rows.append(row)
+        del model
+        gc.collect()
+    return pd.DataFrame(rows)
+
+
+def _device_name(device) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({os.cpu_count()} logical cores)"
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def main(argv=None):
+    """`python -m m2ir_lib.efficiency --config paper [--daclip none|mlp|daclip] [--json]`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="paper", choices=sorted(MODEL_PRESETS))
+    parser.add_argument("--daclip", default="none", choices=DACLIP_MODES)
+    parser.add_argument("--size", type=int, nargs=2, default=(480, 720), metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = count_complexity(args.config, args.daclip, tuple(args.size))
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"{args.config}, daclip={args.daclip}, {args.size[1]}x{args.size[0]} ({CONVENTION}):")
+    for key, value in out.items():
+        print(f"  {key:27} {value:,}" if isinstance(value, int) else f"  {key:27} {value}")
+
+
+if __name__ == "__main__":
+    main()
