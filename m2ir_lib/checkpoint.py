@@ -1,0 +1,281 @@
+"""Checkpoints, provenance and the per-step log of a training run (§IV-A).
+
+A checkpoint is one ``torch.save`` dict written atomically (tmp file, then ``os.replace``):
+``model`` (trainable weights and buffers; a frozen DA-CLIP is reloaded from its own file),
+``optimizer``, ``scheduler``, ``rng``, ``step`` (optimizer steps done) and ``meta`` (configs,
+seed, profile, data manifest and its sha256, git commit, world size, library versions).
+
+``log.csv`` has one row per optimizer step: lr, every loss term, and each ADEC's expert
+selection shares (the load balance of eq. (9)).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from m2ir_lib.config import M2IRConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Fields that do not change the weights of the steps already taken: a run may be extended.
+FREE_TRAIN_FIELDS = ("iters", "ckpt_every", "log_every", "num_workers")
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """HEAD commit, suffixed ``+dirty`` with uncommitted changes; ``unknown`` outside git."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (the data manifest's identity in checkpoints and cache keys)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def config_to_dict(cfg) -> dict:
+    """A frozen config dataclass as a JSON-able dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_dict(cls, d: dict):
+    """Inverse of ``config_to_dict``: lists back to tuples where the field's default is a tuple."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    kw = {}
+    for k, v in d.items():
+        default = names[k].default
+        kw[k] = tuple(v) if isinstance(v, list) and isinstance(default, tuple) else v
+    return cls(**kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG state and atomic checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def rng_state() -> dict:
+    """Python, NumPy, torch (and CUDA) generator states, in types ``weights_only`` loads."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``rng_state`` saved."""
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file atomically (tmp, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def trainable_state_dict(model: torch.nn.Module) -> dict:
+    """State dict without frozen parameters (a frozen DA-CLIP is ~150M weights of its own file)."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw checkpoint dict (tensors on CPU)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    daclip_checkpoint: str | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the trained network of a checkpoint, in eval mode.
+
+    Args:
+        path: ``final.pt`` or ``last.pt`` written by ``train``.
+        daclip_checkpoint: DA-CLIP file for prior='daclip' (default: the path used in training).
+        device: where to put the model.
+
+    Returns:
+        ``(model, meta)`` with meta the provenance dict stored in the checkpoint.
+    """
+    from m2ir_lib.model import build_model
+
+    ckpt = read_checkpoint(path)
+    meta = ckpt["meta"]
+    cfg = config_from_dict(M2IRConfig, meta["model_cfg"])
+    model = build_model(cfg, daclip_checkpoint or meta.get("daclip_checkpoint"))
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    if unexpected or set(missing) - frozen:
+        raise RuntimeError(
+            f"checkpoint {path} does not fit M2IR({cfg}): missing "
+            f"{sorted(set(missing) - frozen)[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.to(device).eval(), {**meta, "step": ckpt["step"]}
+
+
+def save_checkpoint(path, model, optimizer, scheduler, step: int, meta: dict) -> Path:
+    """Write the full training state atomically (see the module docstring for the keys)."""
+    state = {
+        "model": trainable_state_dict(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "step": step,
+        "meta": meta,
+    }
+    return atomic_torch_save(state, path)
+
+
+def param_checksum(model: torch.nn.Module) -> float:
+    """Sum of all weights in float64: equal on every DDP rank when the ranks agree."""
+    return float(sum(p.detach().double().sum().item() for p in model.parameters()))
+
+
+def run_meta(
+    model_cfg, train_cfg, manifest, data_root, seed, profile, tasks, repeats, daclip_checkpoint
+) -> dict:
+    """Provenance of a run: configs, seed, profile, data manifest and its hash, git commit."""
+    return {
+        "model_cfg": config_to_dict(model_cfg),
+        "train_cfg": config_to_dict(train_cfg),
+        "seed": seed,
+        "profile": profile,
+        "manifest": str(manifest),
+        "manifest_sha256": file_sha256(manifest),
+        "data_root": str(data_root),
+        "tasks": sorted(tasks) if tasks else None,
+        "repeats": dict(sorted(repeats.items())) if repeats else None,
+        "daclip_checkpoint": str(daclip_checkpoint) if daclip_checkpoint else None,
+        "commit": git_commit(),
+        "torch": str(torch.__version__),
+    }
+
+
+def check_same_run(saved: dict, meta: dict, path) -> None:
+    """Refuse to resume a checkpoint of a different run (other config, seed or data)."""
+    for k in ("model_cfg", "seed", "manifest_sha256", "tasks", "repeats"):
+        if saved.get(k) != meta.get(k):
+            raise ValueError(
+                f"{path} belongs to another run ({k}: {saved.get(k)} != "
+                f"{meta.get(k)}); use another out_dir or resume=False"
+            )
+    a, b = (
+        {k: v for k, v in m["train_cfg"].items() if k not in FREE_TRAIN_FIELDS}
+        for m in (saved, meta)
+    )
+    if a != b:
+        raise ValueError(f"{path} was trained with another TrainConfig: {a} != {b}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training log
+# ---------------------------------------------------------------------------------------------
+
+
+def expert_counts(routings) -> torch.Tensor:
+    """Per ADEC, how often each specialised expert was selected (top-K), flattened (A·N,)."""
+    if not routings:
+        return torch.zeros(0)
+    return torch.cat([r.selected.detach().float().sum(dim=(0, 2, 3)) for r in routings])
+
+
+class CSVLog:
+    """Append-only per-step CSV; on resume, rows beyond the checkpoint are dropped."""
+
+    def __init__(self, path: Path, start_step: int):
+        self.path, self.header, self._fh = path, None, None
+        if path.is_file() and path.stat().st_size:
+            with path.open(newline="") as fh:
+                rows = list(csv.reader(fh))
+            self.header = rows[0]
+            keep = [r for r in rows[1:] if int(r[0]) <= start_step]
+            with path.open("w", newline="") as fh:
+                csv.writer(fh).writerows([self.header, *keep])
+        elif path.is_file():
+            path.unlink()
+
+    def write(self, row: dict):
+        if self._fh is None:
+            new = self.header is None
+            self._fh = self.path.open("a", newline="")
+            if new:
+                self.header = list(row)
+                csv.writer(self._fh).writerow(self.header)
+        if list(row) != self.header:
+            raise ValueError(f"log columns changed: {list(row)} vs {self.header}")
+        csv.writer(self._fh).writerow(
+            [f"{v:.6g}" if isinstance(v, float) else v for v in row.values()]
+        )
+        self._fh.flush()
+
+    def step_row(self, step, lr, stats, names, n_adec, time_s) -> dict:
+        """Log one step from the reduced ``stats`` = [loss, *terms, *expert counts]."""
+        row = {"step": step, "lr": lr, "loss": stats[0].item()}
+        row.update({f"loss_{k}": stats[1 + i].item() for i, k in enumerate(names)})
+        if n_adec:
+            counts = stats[1 + len(names) :].view(n_adec, -1)  # (ADECs, N)
+            shares = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+            for a, share in enumerate(shares):
+                row.update({f"adec{a}_e{e}": v.item() for e, v in enumerate(share)})
+        row["time_s"] = time_s
+        self.write(row)
+        return row
+
+    def close(self):
+        if self._fh:
+            self._fh.close()

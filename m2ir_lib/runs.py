@@ -1,0 +1,172 @@
+"""Run cache: each distinct training run of the workbook happens once per profile (§IV).
+
+A run is keyed by a stable hash of everything that decides its weights (network and training
+configs, manifest content, seed, tasks, repeats, DA-CLIP file) and kept under
+``runs/<profile>/<key>/`` as ``final.pt``, ``log.csv`` and ``meta.json``
+(``m2ir_lib.checkpoint``). The ~30 training runs behind Tables I–XII therefore train once,
+a partial run resumes, and ``train_many`` runs independent ones side by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from m2ir_lib.checkpoint import (
+    FREE_TRAIN_FIELDS,
+    REPO_ROOT,
+    config_to_dict,
+    file_sha256,
+    load_checkpoint,
+    read_checkpoint,
+)
+from m2ir_lib.config import M2IRConfig, TrainConfig
+
+__all__ = [
+    "cached_train",
+    "load_checkpoint",
+    "read_checkpoint",
+    "run_key",
+    "runs_root",
+    "train_many",
+]
+# Bump when a code change makes cached runs stale (e.g. a different network for the same config).
+CACHE_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Run cache
+# ---------------------------------------------------------------------------------------------
+
+
+def runs_root() -> Path:
+    """Where cached runs live: ``$M2IR_RUNS`` or ``<repo>/runs`` (git-ignored)."""
+    return Path(os.environ.get("M2IR_RUNS", REPO_ROOT / "runs"))
+
+
+def run_key(
+    model_cfg: M2IRConfig,
+    train_cfg: TrainConfig,
+    manifest: str | os.PathLike,
+    *,
+    seed: int = 0,
+    tasks=None,
+    repeats=None,
+    daclip_checkpoint=None,
+) -> str:
+    """16-hex stable hash of everything that decides a run's weights.
+
+    Logging/checkpoint cadence and worker count do not change the weights, so they are left out.
+    """
+    train = config_to_dict(train_cfg)
+    for k in FREE_TRAIN_FIELDS[1:]:
+        train.pop(k)
+    spec = {
+        "v": CACHE_VERSION,
+        "model": config_to_dict(model_cfg),
+        "train": train,
+        "manifest": file_sha256(manifest),
+        "seed": seed,
+        "tasks": sorted(tasks) if tasks else None,
+        "repeats": dict(sorted(repeats.items())) if repeats else None,
+        "daclip": file_sha256(daclip_checkpoint) if daclip_checkpoint else None,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_train(
+    model_cfg: M2IRConfig,
+    train_cfg: TrainConfig,
+    manifest,
+    data_root=None,
+    *,
+    profile: str = "mini",
+    seed: int = 0,
+    tasks=None,
+    repeats=None,
+    daclip_checkpoint=None,
+    root=None,
+    **train_kw,
+) -> Path:
+    """``train`` once per distinct run: returns ``runs/<profile>/<key>/final.pt``.
+
+    A complete run is returned as is, a partial one (``last.pt``) resumes, anything else trains.
+
+    Args:
+        model_cfg, train_cfg, manifest, data_root: as for ``m2ir_lib.train.train``.
+        profile: the profile name (also the cache sub-folder).
+        seed, tasks, repeats, daclip_checkpoint: part of the key; passed to ``train``.
+        root: cache root (default ``runs_root()``).
+        **train_kw: other ``train`` keywords (device, progress, ...), not part of the key.
+    """
+    from m2ir_lib.train import train
+
+    key = run_key(
+        model_cfg,
+        train_cfg,
+        manifest,
+        seed=seed,
+        tasks=tasks,
+        repeats=repeats,
+        daclip_checkpoint=daclip_checkpoint,
+    )
+    out = Path(root or runs_root()) / profile / key
+    final = out / "final.pt"
+    if final.is_file() and (out / "meta.json").is_file():
+        return final
+    return train(
+        model_cfg,
+        train_cfg,
+        manifest,
+        data_root,
+        out,
+        seed=seed,
+        profile=profile,
+        resume=True,
+        daclip_checkpoint=daclip_checkpoint,
+        tasks=tasks,
+        repeats=repeats,
+        **train_kw,
+    )
+
+
+def _train_one(spec: dict, threads: int) -> str:
+    torch.set_num_threads(threads)
+    return str(cached_train(**{"progress": False, **spec}))
+
+
+def train_many(specs: list[dict], jobs: int = 2, threads: int = 1) -> list[Path]:
+    """Run independent ``cached_train`` calls as ``jobs`` processes of ``threads`` threads each.
+
+    Identical specs (same cache key) run once. ``jobs=1`` runs in this process.
+
+    Args:
+        specs: keyword dicts for ``cached_train``.
+        jobs: worker processes.
+        threads: torch threads per worker.
+    """
+    if jobs <= 1:
+        return [Path(_train_one(s, threads)) for s in specs]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    keys = [
+        run_key(
+            s["model_cfg"],
+            s["train_cfg"],
+            s["manifest"],
+            seed=s.get("seed", 0),
+            tasks=s.get("tasks"),
+            repeats=s.get("repeats"),
+            daclip_checkpoint=s.get("daclip_checkpoint"),
+        )
+        for s in specs
+    ]
+    first = {k: s for k, s in zip(reversed(keys), reversed(specs), strict=True)}
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        done = {k: pool.submit(_train_one, s, threads) for k, s in first.items()}
+        return [Path(done[k].result()) for k in keys]
