@@ -68,8 +68,8 @@ def test_schedule_is_peers_closed_form_in_iterations():
     mini = PROFILES["mini"].train
     for frac in (0.05, 0.3, 0.7, 0.99):
         assert lr_at(round(frac * mini.iters), mini) / mini.lr == pytest.approx(
-            lr_at(round(frac * paper.iters), paper) / paper.lr, rel=0.02
-        )
+            lr_at(round(frac * paper.iters), paper) / paper.lr, abs=1 / (mini.warmup_iters - 1)
+        )  # up to one warm-up step of discretisation apart
     with pytest.raises(ValueError, match="warmup_iters"):
         lr_at(0, dataclasses.replace(paper, warmup_iters=10, cosine_iters=10))
 
