@@ -30,9 +30,15 @@ def _one_thread(_worker_id):
 def loader_throughput(manifest, root, patch, batch, workers, batches, cache) -> float:
     """Patches per second over ``batches`` batches, after a warm-up of 5 (workers started)."""
     ds = TrainDataset(manifest, root, patch, cache=cache)
-    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
-                        worker_init_fn=_one_thread, persistent_workers=workers > 0,
-                        drop_last=True)
+    loader = DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        worker_init_fn=_one_thread,
+        persistent_workers=workers > 0,
+        drop_last=True,
+    )
     it, n = iter(loader), 0
     for _ in range(5):
         next(it)
@@ -78,14 +84,19 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     paths = build(a.data)
-    rate = loader_throughput(paths[a.manifest], Path(a.data), a.patch, a.batch, a.workers,
-                             a.batches, a.cache)
-    print(f"data: {rate:.0f} patches/s ({a.manifest}, patch {a.patch}, batch {a.batch}, "
-          f"{a.workers} workers, cache={a.cache})")
+    rate = loader_throughput(
+        paths[a.manifest], Path(a.data), a.patch, a.batch, a.workers, a.batches, a.cache
+    )
+    print(
+        f"data: {rate:.0f} patches/s ({a.manifest}, patch {a.patch}, batch {a.batch}, "
+        f"{a.workers} workers, cache={a.cache})"
+    )
     if a.model_step:
         step = model_step_rate(a.batch, a.patch)
-        print(f"model (mini profile, forward+backward+AdamW): {step:.1f} patches/s; "
-              f"data/model = {rate / step:.0f}x")
+        print(
+            f"model (mini profile, forward+backward+AdamW): {step:.1f} patches/s; "
+            f"data/model = {rate / step:.0f}x"
+        )
     return 0
 
 

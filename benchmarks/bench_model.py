@@ -60,8 +60,15 @@ def _prepare(model, args):
 
 def _latency(model, args, size):
     amp = torch.bfloat16 if args.bf16 else None
-    return measure_latency(model, size, args.device, args.warmup, args.repeats, amp_dtype=amp,
-                           channels_last=args.channels_last)
+    return measure_latency(
+        model,
+        size,
+        args.device,
+        args.warmup,
+        args.repeats,
+        amp_dtype=amp,
+        channels_last=args.channels_last,
+    )
 
 
 def bench_dispatch(args):
@@ -75,23 +82,39 @@ def bench_dispatch(args):
     with torch.no_grad():
         diff = (dense(x) - sparse(x)).abs().max().item()
     ms = {name: _latency(m, args, args.size) for name, m in (("dense", dense), ("sparse", sparse))}
-    return [{"section": "dispatch", "model": f"{args.config} {name}", "size": _size(args.size),
-             "ms": t, "ratio_vs_dense": t / ms["dense"], "max_abs_diff": diff}
-            for name, t in ms.items()]
+    return [
+        {
+            "section": "dispatch",
+            "model": f"{args.config} {name}",
+            "size": _size(args.size),
+            "ms": t,
+            "ratio_vs_dense": t / ms["dense"],
+            "max_abs_diff": diff,
+        }
+        for name, t in ms.items()
+    ]
 
 
 def bench_latency(args):
     cfg = resolve_config(args.config)
-    variants = [("M²IR (w/o DA-CLIP)", cfg, "none"),
-                ("Restormer-style baseline", baseline_config(cfg), "none")]
+    variants = [
+        ("M²IR (w/o DA-CLIP)", cfg, "none"),
+        ("Restormer-style baseline", baseline_config(cfg), "none"),
+    ]
     if args.daclip:
         variants.insert(0, ("M²IR (random DA-CLIP)", cfg, "daclip"))
     rows = []
     for name, c, mode in variants:
         model = _prepare(build_variant(c, mode), args)
-        rows.append({"section": "latency", "model": name, "size": _size(args.size),
-                     "ms": _latency(model, args, args.size),
-                     "params_M": sum(p.numel() for p in model.parameters()) / 1e6})
+        rows.append(
+            {
+                "section": "latency",
+                "model": name,
+                "size": _size(args.size),
+                "ms": _latency(model, args, args.size),
+                "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+            }
+        )
     base = rows[-1]["ms"]
     for row in rows:
         row["ratio_vs_baseline"] = row["ms"] / base
@@ -114,8 +137,7 @@ def bench_train(args):
         for i in range(args.warmup + args.repeats):
             _sync(args.device)
             start = time.perf_counter()
-            with torch.autocast(torch.device(args.device).type, torch.bfloat16,
-                                enabled=args.bf16):
+            with torch.autocast(torch.device(args.device).type, torch.bfloat16, enabled=args.bf16):
                 pred, routings = model(x, return_routing=True)
                 loss, _ = total_loss(pred.float(), y, routings)
             opt.zero_grad(set_to_none=True)
@@ -125,8 +147,15 @@ def bench_train(args):
             if i >= args.warmup:
                 times.append(time.perf_counter() - start)
         step = statistics.median(times)
-        rows.append({"section": "train", "model": name, "size": f"{args.batch}x{args.patch}²",
-                     "ms": 1e3 * step, "img_per_s": args.batch / step})
+        rows.append(
+            {
+                "section": "train",
+                "model": name,
+                "size": f"{args.batch}x{args.patch}²",
+                "ms": 1e3 * step,
+                "img_per_s": args.batch / step,
+            }
+        )
     return rows
 
 
@@ -137,14 +166,22 @@ def bench_profile(args):
     x = torch.rand(1, 3, *args.size, generator=torch.Generator().manual_seed(0)).to(args.device)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device != "cpu" else [])
     with torch.no_grad():
-        model(x)                                              # warm-up outside the trace
+        model(x)  # warm-up outside the trace
         with profile(activities=acts) as prof:
             model(x)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1
-    return [{"section": "profile", "model": e.key, "size": _size(args.size),
-             "ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
-             "calls": e.count} for e in events[:args.top]]
+    return [
+        {
+            "section": "profile",
+            "model": e.key,
+            "size": _size(args.size),
+            "ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total,
+            "calls": e.count,
+        }
+        for e in events[: args.top]
+    ]
 
 
 def _sync(device):
@@ -158,8 +195,12 @@ def _size(size):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="paper", choices=sorted(MODEL_PRESETS),
-                        help="model for dispatch/latency/profile")
+    parser.add_argument(
+        "--config",
+        default="paper",
+        choices=sorted(MODEL_PRESETS),
+        help="model for dispatch/latency/profile",
+    )
     parser.add_argument("--size", type=int, nargs=2, default=(480, 720), metavar=("H", "W"))
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
     parser.add_argument("--threads", type=int, default=2)
@@ -168,10 +209,14 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8, help="training batch")
     parser.add_argument("--patch", type=int, default=128, help="training patch size")
-    parser.add_argument("--train-configs", nargs="+", default=["mini", "paper"],
-                        choices=sorted(MODEL_PRESETS))
-    parser.add_argument("--daclip", action="store_true",
-                        help="add a random-weight DA-CLIP row to the latency section")
+    parser.add_argument(
+        "--train-configs", nargs="+", default=["mini", "paper"], choices=sorted(MODEL_PRESETS)
+    )
+    parser.add_argument(
+        "--daclip",
+        action="store_true",
+        help="add a random-weight DA-CLIP row to the latency section",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile (latency only)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
@@ -184,8 +229,14 @@ def main(argv=None):
     for section in SECTIONS:
         if section in args.only:
             rows += globals()[f"bench_{section}"](args)
-    meta = {"threads": args.threads, "device": args.device, "torch": torch.__version__,
-            "compile": args.compile, "channels_last": args.channels_last, "bf16": args.bf16}
+    meta = {
+        "threads": args.threads,
+        "device": args.device,
+        "torch": torch.__version__,
+        "compile": args.compile,
+        "channels_last": args.channels_last,
+        "bf16": args.bf16,
+    }
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=1))
         return
@@ -195,8 +246,11 @@ def main(argv=None):
     table = pd.DataFrame(rows)
     for section, part in table.groupby("section", sort=False):
         print(f"\n== {section}")
-        print(part.drop(columns="section").dropna(axis=1, how="all")
-              .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(
+            part.drop(columns="section")
+            .dropna(axis=1, how="all")
+            .to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        )
 
 
 if __name__ == "__main__":

@@ -74,8 +74,11 @@ def _guarded(fn, budget, what):
 
 def check_inference(args, budget):
     cfg = resolve_config(args.config)
-    variants = [("M²IR (random DA-CLIP)", cfg, "daclip"), ("M²IR (w/o DA-CLIP)", cfg, "none"),
-                ("Restormer-style baseline", baseline_config(cfg), "none")]
+    variants = [
+        ("M²IR (random DA-CLIP)", cfg, "daclip"),
+        ("M²IR (w/o DA-CLIP)", cfg, "none"),
+        ("Restormer-style baseline", baseline_config(cfg), "none"),
+    ]
     rows = []
     for name, c, mode in variants:
         if mode == "daclip" and not HAVE_OPEN_CLIP:
@@ -84,10 +87,13 @@ def check_inference(args, budget):
         model = build_variant(c, mode).to(args.device).eval()
         params = sum(p.numel() for p in model.parameters())
         for dtype_name, amp in (("fp32", None), ("bf16", torch.bfloat16)):
+
             def measure(model=model, amp=amp):
-                ms = measure_latency(model, args.size, args.device, args.warmup, args.repeats,
-                                     amp_dtype=amp)
+                ms = measure_latency(
+                    model, args.size, args.device, args.warmup, args.repeats, amp_dtype=amp
+                )
                 return {"latency_ms": ms, **peak_memory(model, args.size, args.device, amp)}
+
             row = {"model": name, "dtype": dtype_name, "params_M": params / 1e6}
             row.update(_guarded(measure, budget, f"{name} {dtype_name}"))
             rows.append(row)
@@ -101,11 +107,16 @@ def check_dispatch(args, budget):
     cfg = resolve_config(args.config)
     rows = []
     for dispatch in ("dense", "sparse"):
+
         def measure(dispatch=dispatch):
             model = build_variant(dataclasses.replace(cfg, dispatch=dispatch), "none")
             model = model.to(args.device)
-            return {"latency_ms": measure_latency(model, args.size, args.device, args.warmup,
-                                                  args.repeats)}
+            return {
+                "latency_ms": measure_latency(
+                    model, args.size, args.device, args.warmup, args.repeats
+                )
+            }
+
         row = {"dispatch": dispatch, **_guarded(measure, budget, f"{dispatch} dispatch")}
         rows.append(row)
         print(row, flush=True)
@@ -134,8 +145,11 @@ def check_train(args, budget):
             with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16):
                 pred, routings = model(x, return_routing=True)
             pred = pred.float()
-            loss = (total_loss(pred, y, routings)[0] if total_loss
-                    else torch.nn.functional.l1_loss(pred, y))
+            loss = (
+                total_loss(pred, y, routings)[0]
+                if total_loss
+                else torch.nn.functional.l1_loss(pred, y)
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -144,11 +158,20 @@ def check_train(args, budget):
                 times.append(time.perf_counter() - start)
         step = statistics.median(times)
         peak = torch.cuda.max_memory_allocated() / 2**20 if args.device != "cpu" else None
-        return {"step_ms": 1e3 * step, "img_per_s": args.batch / step, "gpu_peak_mb": peak,
-                "loss": "eq. (11) total_loss" if total_loss else "L1 (losses.py missing)"}
+        return {
+            "step_ms": 1e3 * step,
+            "img_per_s": args.batch / step,
+            "gpu_peak_mb": peak,
+            "loss": "eq. (11) total_loss" if total_loss else "L1 (losses.py missing)",
+        }
 
-    row = {"config": args.config, "batch": args.batch, "patch": args.patch, "dtype": "bf16",
-           **_guarded(measure, budget, "training step")}
+    row = {
+        "config": args.config,
+        "batch": args.batch,
+        "patch": args.patch,
+        "dtype": "bf16",
+        **_guarded(measure, budget, "training step"),
+    }
     print(row, flush=True)
     return [row]
 
@@ -182,8 +205,11 @@ def main(argv=None):
     parser.add_argument("--train-warmup", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--budget-s", type=float, default=200.0, help="measuring time budget")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="CPU, mini config, 32×48, batch 2 of 32²: proves the script runs")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="CPU, mini config, 32×48, batch 2 of 32²: proves the script runs",
+    )
     args = parser.parse_args(argv)
     if args.dry_run:
         args.device, args.config, args.size = "cpu", "mini", (32, 48)
@@ -192,20 +218,31 @@ def main(argv=None):
     elif not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device visible (use --dry-run to test the script on CPU)")
     args.size = tuple(args.size)
-    torch.backends.cudnn.benchmark = True          # fixed shapes: let cuDNN pick its kernels
+    torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
 
     cuda = torch.device(args.device).type == "cuda"
-    env = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-           "cuda": torch.version.cuda, "open_clip": HAVE_OPEN_CLIP, "ptflops": HAVE_PTFLOPS,
-           "config": args.config, "size": f"{args.size[1]}x{args.size[0]}",
-           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-           "tf32_cudnn": torch.backends.cudnn.allow_tf32, "cudnn_benchmark": True}
+    env = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "open_clip": HAVE_OPEN_CLIP,
+        "ptflops": HAVE_PTFLOPS,
+        "config": args.config,
+        "size": f"{args.size[1]}x{args.size[0]}",
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": True,
+    }
     print("gpu_check on", env["device"], env, flush=True)
     budget = Budget(args.budget_s)
     started = time.perf_counter()
     result = {"env": env}
-    for key, fn in (("inference", check_inference), ("train", check_train),
-                    ("dispatch", check_dispatch), ("count", check_count)):
+    for key, fn in (
+        ("inference", check_inference),
+        ("train", check_train),
+        ("dispatch", check_dispatch),
+        ("count", check_count),
+    ):
         result[key] = fn(args, budget)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(result, indent=1, default=str)

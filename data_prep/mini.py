@@ -54,8 +54,8 @@ MANIFESTS = ("mini_3d", "mini_5d", "mini_cdd11", "mini_desnow", "mini_weatherben
 @dataclass(frozen=True)
 class Photo:
     name: str
-    dist: str      # distribution (for the version)
-    module: str    # package whose folder holds the file
+    dist: str  # distribution (for the version)
+    module: str  # package whose folder holds the file
     file: str
     licence: str
     credit: str
@@ -65,22 +65,55 @@ _SK = ("scikit-image", "skimage")
 PHOTOS = (  # licences as stated in skimage/data/_fetchers.py, sklearn's images/README.txt
     Photo("astronaut", *_SK, "data/astronaut.png", "public domain", "NASA (Eileen Collins)"),
     Photo("rocket", *_SK, "data/rocket.jpg", "public domain", "SpaceX (DSCOVR launch)"),
-    Photo("motorcycle_left", *_SK, "data/motorcycle_left.png", "not stated",
-          "Middlebury 2014 stereo (Scharstein et al.), 4x down-sampled"),
-    Photo("motorcycle_right", *_SK, "data/motorcycle_right.png", "not stated",
-          "Middlebury 2014 stereo (Scharstein et al.), 4x down-sampled"),
-    Photo("china", "scikit-learn", "sklearn", "datasets/images/china.jpg", "CC BY 2.0",
-          "danielbuechele (flickr.com/photos/danielbuechele)"),
+    Photo(
+        "motorcycle_left",
+        *_SK,
+        "data/motorcycle_left.png",
+        "not stated",
+        "Middlebury 2014 stereo (Scharstein et al.), 4x down-sampled",
+    ),
+    Photo(
+        "motorcycle_right",
+        *_SK,
+        "data/motorcycle_right.png",
+        "not stated",
+        "Middlebury 2014 stereo (Scharstein et al.), 4x down-sampled",
+    ),
+    Photo(
+        "china",
+        "scikit-learn",
+        "sklearn",
+        "datasets/images/china.jpg",
+        "CC BY 2.0",
+        "danielbuechele (flickr.com/photos/danielbuechele)",
+    ),
     Photo("chelsea", *_SK, "data/chelsea.png", "CC0", "Stefan van der Walt"),
     Photo("coffee", *_SK, "data/coffee.png", "CC0", "Rachel Michetti (Pikolo Espresso Bar)"),
-    Photo("flower", "scikit-learn", "sklearn", "datasets/images/flower.jpg", "CC BY 2.0",
-          "README: danielbuechele; links flickr.com/photos/vultilion"),
-    Photo("grace_hopper", "matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
-          "public domain", "US Navy portrait"),
+    Photo(
+        "flower",
+        "scikit-learn",
+        "sklearn",
+        "datasets/images/flower.jpg",
+        "CC BY 2.0",
+        "README: danielbuechele; links flickr.com/photos/vultilion",
+    ),
+    Photo(
+        "grace_hopper",
+        "matplotlib",
+        "matplotlib",
+        "mpl-data/sample_data/grace_hopper.jpg",
+        "public domain",
+        "US Navy portrait",
+    ),
     Photo("camera", *_SK, "data/camera.png", "CC0", "Lav Varshney (grayscale)"),
     Photo("moon", *_SK, "data/moon.png", "CC0", "Andreas Preuss (grayscale)"),
-    Photo("coins", *_SK, "data/coins.png", "no known copyright restrictions",
-          "Greek coins, Pompeii (grayscale)"),
+    Photo(
+        "coins",
+        *_SK,
+        "data/coins.png",
+        "no known copyright restrictions",
+        "Greek coins, Pompeii (grayscale)",
+    ),
     Photo("brick", *_SK, "data/brick.png", "CC0", "CC0Textures Bricks25 (grayscale)"),
     Photo("grass", *_SK, "data/grass.png", "CC0", "CC0Textures (grayscale)"),
     Photo("gravel", *_SK, "data/gravel.png", "CC0", "CC0Textures Gravel04 (grayscale)"),
@@ -89,22 +122,52 @@ PHOTOS = (  # licences as stated in skimage/data/_fetchers.py, sklearn's images/
 
 @dataclass(frozen=True)
 class Size:
-    side: int                    # long side of every image
-    tile_side: int | None        # train photos also at this long side, in 2×2 tiles
+    side: int  # long side of every image
+    tile_side: int | None  # train photos also at this long side, in 2×2 tiles
     train: tuple[str, ...]
     test: tuple[str, ...]
 
 
 SIZES = {
-    "mini": Size(256, 512, ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "china",
-                            "camera", "moon", "coins", "brick", "grass", "gravel"),
-                 ("chelsea", "coffee", "flower", "grace_hopper")),
-    "smoke": Size(64, None, ("astronaut", "motorcycle_left", "motorcycle_right", "camera"),
-                  ("coffee", "flower")),
+    "mini": Size(
+        256,
+        512,
+        (
+            "astronaut",
+            "rocket",
+            "motorcycle_left",
+            "motorcycle_right",
+            "china",
+            "camera",
+            "moon",
+            "coins",
+            "brick",
+            "grass",
+            "gravel",
+        ),
+        ("chelsea", "coffee", "flower", "grace_hopper"),
+    ),
+    "smoke": Size(
+        64,
+        None,
+        ("astronaut", "motorcycle_left", "motorcycle_right", "camera"),
+        ("coffee", "flower"),
+    ),
 }
 # Seed streams: one generator per (photo, version, what), so sizes and tasks never share draws.
-_STREAMS = ("derain", "dehaze", "deblur", "enhance", "desnow", "wb-dehaze", "wb-derain",
-            "wb-desnow", "scene", *(f"cdd11-{t}" for t in CDD11_TYPES), "proxy")
+_STREAMS = (
+    "derain",
+    "dehaze",
+    "deblur",
+    "enhance",
+    "desnow",
+    "wb-dehaze",
+    "wb-derain",
+    "wb-desnow",
+    "scene",
+    *(f"cdd11-{t}" for t in CDD11_TYPES),
+    "proxy",
+)
 
 
 def photo_path(photo: Photo) -> Path:
@@ -126,8 +189,7 @@ def _depth(photo: Photo, shape) -> np.ndarray | None:
     disp[~np.isfinite(disp)] = np.nan
     if photo.name.endswith("right"):
         disp = synth.right_view_disparity(disp)
-    z = synth.depth_from_disparity(np.nan_to_num(disp, nan=-1.0),
-                                   **synth.MOTORCYCLE_CALIBRATION)
+    z = synth.depth_from_disparity(np.nan_to_num(disp, nan=-1.0), **synth.MOTORCYCLE_CALIBRATION)
     if z.shape != shape[:2]:
         raise ValueError(f"disparity {z.shape} does not match {photo.name} {shape[:2]}")
     lo, hi = np.percentile(z, [1, 99])
@@ -142,8 +204,9 @@ def _fit(img: np.ndarray, depth, side: int):
     if scale < 1:
         img = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS))
         if depth is not None:
-            depth = np.asarray(Image.fromarray(depth.astype(np.float32), "F").resize(
-                size, Image.BILINEAR)).astype(float)
+            depth = np.asarray(
+                Image.fromarray(depth.astype(np.float32), "F").resize(size, Image.BILINEAR)
+            ).astype(float)
     return crop_to_multiple(img), None if depth is None else crop_to_multiple(depth)
 
 
@@ -157,7 +220,7 @@ def _versions(photo: Photo, size: Size, split: str):
         th, tw = (big.shape[0] // 2) // 16 * 16, (big.shape[1] // 2) // 16 * 16
         y0, x0 = (big.shape[0] - 2 * th) // 2, (big.shape[1] - 2 * tw) // 2
         for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-            sl = np.s_[y0 + i * th:y0 + (i + 1) * th, x0 + j * tw:x0 + (j + 1) * tw]
+            sl = np.s_[y0 + i * th : y0 + (i + 1) * th, x0 + j * tw : x0 + (j + 1) * tw]
             out.append((f"{photo.name}_t{k}", big[sl], None if bdepth is None else bdepth[sl]))
     return out
 
@@ -200,8 +263,18 @@ def _manifests(records: list[dict], dataset: str) -> dict[str, pd.DataFrame]:
     rows = {m: [] for m in MANIFESTS}
 
     def add(m, r, task, key, sigma=""):
-        rows[m].append((r["split"], task, r["paths"][key] if key else "", r["clean"], sigma,
-                        dataset, r["source"], r["name"]))
+        rows[m].append(
+            (
+                r["split"],
+                task,
+                r["paths"][key] if key else "",
+                r["clean"],
+                sigma,
+                dataset,
+                r["source"],
+                r["name"],
+            )
+        )
 
     for r in records:
         for s in NOISE_SIGMAS:
@@ -218,23 +291,30 @@ def _manifests(records: list[dict], dataset: str) -> dict[str, pd.DataFrame]:
         for task in ("dehaze", "derain", "desnow"):
             add("mini_weatherbench", r, task, f"wb-{task}")
     cols = ["split", "task", "degraded_path", "clean_path", "sigma", "dataset", "source", "scene"]
-    return {m: pd.DataFrame(v, columns=cols).sort_values(["split", "task", "sigma", "clean_path"],
-                                                          kind="stable") for m, v in rows.items()}
+    return {
+        m: pd.DataFrame(v, columns=cols).sort_values(
+            ["split", "task", "sigma", "clean_path"], kind="stable"
+        )
+        for m, v in rows.items()
+    }
 
 
 def _stamp(seed: int, size: str) -> dict:
     code = hashlib.sha256()
     for f in (Path(__file__), Path(synth.__file__), Path(m2ir_data.__file__)):
         code.update(f.read_bytes())
-    versions = {d: importlib.metadata.version(d) for d in
-                ("numpy", "scipy", "pillow", "scikit-image", "scikit-learn", "matplotlib")}
+    versions = {
+        d: importlib.metadata.version(d)
+        for d in ("numpy", "scipy", "pillow", "scikit-image", "scikit-learn", "matplotlib")
+    }
     return {"seed": seed, "size": size, "code_sha256": code.hexdigest(), "versions": versions}
 
 
 def _complete(out: Path, stamp: dict) -> bool:
     try:
-        return (json.loads((out / STAMP).read_text()) == stamp and
-                all((out / "manifests" / f"{m}.csv").is_file() for m in MANIFESTS))
+        return json.loads((out / STAMP).read_text()) == stamp and all(
+            (out / "manifests" / f"{m}.csv").is_file() for m in MANIFESTS
+        )
     except (OSError, ValueError):
         return False
 
@@ -255,8 +335,9 @@ def build(out, seed: int = 0, size: str = "mini") -> dict[str, Path]:
     if _complete(out, stamp):
         return paths
     if out.exists() and any(out.iterdir()) and not (out / STAMP).exists():
-        raise FileExistsError(f"{out} exists, is not empty and is not a mini benchmark build; "
-                              "choose another --out")
+        raise FileExistsError(
+            f"{out} exists, is not empty and is not a mini benchmark build; choose another --out"
+        )
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     spec, dataset = SIZES[size], f"{size}-synthetic"
@@ -268,18 +349,34 @@ def build(out, seed: int = 0, size: str = "mini") -> dict[str, Path]:
             photo = photos[pname]
             versions = _versions(photo, spec, split)
             for v, (name, img, depth) in enumerate(versions):
+
                 def rngs(stream, _p=order[pname], _v=v):
                     return np.random.default_rng([seed, _p, _v, _STREAMS.index(stream)])
+
                 clean = _save(tmp, f"clean/{split}/{name}.png", img)
                 paths_v = _degrade(tmp, split, name, img, depth, rngs)
-                records.append({"split": split, "name": name, "source": pname, "clean": clean,
-                                "paths": paths_v})
-            sources.append({"image": pname, "package": photo.dist,
-                            "version": importlib.metadata.version(photo.dist),
-                            "file": photo.file, "licence": photo.licence, "credit": photo.credit,
-                            "split": split, "images": len(versions),
-                            "depth": "stereo disparity" if pname.startswith("motorcycle") else
-                            "proxy"})
+                records.append(
+                    {
+                        "split": split,
+                        "name": name,
+                        "source": pname,
+                        "clean": clean,
+                        "paths": paths_v,
+                    }
+                )
+            sources.append(
+                {
+                    "image": pname,
+                    "package": photo.dist,
+                    "version": importlib.metadata.version(photo.dist),
+                    "file": photo.file,
+                    "licence": photo.licence,
+                    "credit": photo.credit,
+                    "split": split,
+                    "images": len(versions),
+                    "depth": "stereo disparity" if pname.startswith("motorcycle") else "proxy",
+                }
+            )
     frames = _manifests(records, dataset)
     (tmp / "manifests").mkdir(parents=True)
     for m, df in frames.items():
@@ -302,26 +399,43 @@ build_mini = build
 
 
 def _report(frames, seed, size, sources) -> str:
-    lines = [f"# Mini benchmark ({size}, seed {seed})", "",
-             "Synthetic degradations (data_prep/synth.py) of the photographs in sources.csv. "
-             "Smoke-scale data: it exercises every path of the paper's protocol; its numbers "
-             "are not comparable with the paper's.", "",
-             "One-by-one setting (Table V): use mini_3d.csv filtered by task. Denoising rows "
-             "have no degraded file: the noise is added on the fly (test: seed 0, peers' "
-             "stream).", ""]
+    lines = [
+        f"# Mini benchmark ({size}, seed {seed})",
+        "",
+        "Synthetic degradations (data_prep/synth.py) of the photographs in sources.csv. "
+        "Smoke-scale data: it exercises every path of the paper's protocol; its numbers "
+        "are not comparable with the paper's.",
+        "",
+        "One-by-one setting (Table V): use mini_3d.csv filtered by task. Denoising rows "
+        "have no degraded file: the noise is added on the fly (test: seed 0, peers' "
+        "stream).",
+        "",
+    ]
     for m, df in frames.items():
         counts = df.groupby(["split", "task"]).size().rename("rows").reset_index()
-        lines += [f"## {m}.csv ({len(df)} rows)", "", "```", counts.to_string(index=False),
-                  "```", ""]
-    lines += ["## Photographs", "", "```", pd.DataFrame(sources)[
-        ["image", "package", "licence", "split", "images", "depth"]].to_string(index=False),
-        "```", ""]
+        lines += [
+            f"## {m}.csv ({len(df)} rows)",
+            "",
+            "```",
+            counts.to_string(index=False),
+            "```",
+            "",
+        ]
+    lines += [
+        "## Photographs",
+        "",
+        "```",
+        pd.DataFrame(sources)[
+            ["image", "package", "licence", "split", "images", "depth"]
+        ].to_string(index=False),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m data_prep.mini", description=__doc__.split(
-        "\n")[0])
+    p = argparse.ArgumentParser(prog="python -m data_prep.mini", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="data/mini", help="output folder (default data/mini)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=sorted(SIZES), default="mini")

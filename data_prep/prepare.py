@@ -33,11 +33,15 @@ _3D = ("wed-bsd400", "rain100l-train", "ots", "rain100l-test", "sots", "bsd68")
 _5D = ("gopro-train", "gopro-test", "lol-train", "lol-test")
 COMMANDS: dict[str, Command] = {
     "3d": Command(_3D, help="Table I: BSD400+WED, Rain100L, RESIDE OTS; BSD68, Rain100L, SOTS"),
-    "5d": Command(_3D + _5D, test_sigmas=(25,),
-                  help="Table II: 3d + GoPro + LOL (denoising tested at sigma 25)"),
+    "5d": Command(
+        _3D + _5D,
+        test_sigmas=(25,),
+        help="Table II: 3d + GoPro + LOL (denoising tested at sigma 25)",
+    ),
     "denoise-train": Command(("wed-bsd400",), help="BSD400 + WED clean images"),
-    "denoise-test": Command(("bsd68", "urban100", "kodak24"), help="Table V: BSD68, Urban100, "
-                            "Kodak24"),
+    "denoise-test": Command(
+        ("bsd68", "urban100", "kodak24"), help="Table V: BSD68, Urban100, Kodak24"
+    ),
     "rain100l": Command(("rain100l-train", "rain100l-test"), help="Rain100L train and test"),
     "reside": Command(("ots", "sots"), help="RESIDE OTS (train) and SOTS-outdoor (test)"),
     "gopro": Command(("gopro-train", "gopro-test"), help="GoPro train and test"),
@@ -68,10 +72,12 @@ def data_root(root=None) -> Path:
         raise LayoutError("no data root: pass --root DIR or set M2IR_DATA")
     root = Path(root)
     if not root.is_dir():
-        raise LayoutError(f"data root {root} does not exist. It should hold the data sets in "
-                          "one of the trees of research/data.md §1, e.g. Train/Denoise, "
-                          "Train/Derain/{rainy,gt}, test/dehaze/{input,target}, ... "
-                          "(run with an existing --root to see the full tree per data set)")
+        raise LayoutError(
+            f"data root {root} does not exist. It should hold the data sets in "
+            "one of the trees of research/data.md §1, e.g. Train/Denoise, "
+            "Train/Derain/{rainy,gt}, test/dehaze/{input,target}, ... "
+            "(run with an existing --root to see the full tree per data set)"
+        )
     return root
 
 
@@ -86,24 +92,47 @@ def manifest_frame(parts: list[Part], root: Path, test_sigmas=NOISE_SIGMAS) -> p
                 rows += [(p.split, p.task, "", clean, s, p.dataset) for s in sigmas]
             else:
                 rows.append((p.split, p.task, relative(p.degraded, root), clean, "", p.dataset))
-    return pd.DataFrame(rows, columns=["split", "task", "degraded_path", "clean_path", "sigma",
-                                       "dataset"])
+    return pd.DataFrame(
+        rows, columns=["split", "task", "degraded_path", "clean_path", "sigma", "dataset"]
+    )
 
 
 def count_table(part: Part) -> list[dict]:
     """Found against expected pairs for every source (and per-split totals) of ``part``."""
     rows = []
     for s in part.layout.sources:
-        found = sum(p.split == s.split and p.task == s.task and p.dataset == s.dataset
-                    for p in part.pairs)
-        rows.append({"part": part.name, "dataset": s.dataset, "split": s.split, "task": s.task,
-                     "found": found, "expected": s.expected})
+        found = sum(
+            p.split == s.split and p.task == s.task and p.dataset == s.dataset for p in part.pairs
+        )
+        rows.append(
+            {
+                "part": part.name,
+                "dataset": s.dataset,
+                "split": s.split,
+                "task": s.task,
+                "found": found,
+                "expected": s.expected,
+            }
+        )
     for split, n in part.layout.totals:
-        rows.append({"part": part.name, "dataset": "(total)", "split": split, "task": "*",
-                     "found": sum(p.split == split for p in part.pairs), "expected": n})
+        rows.append(
+            {
+                "part": part.name,
+                "dataset": "(total)",
+                "split": split,
+                "task": "*",
+                "found": sum(p.split == split for p in part.pairs),
+                "expected": n,
+            }
+        )
     for r in rows:
-        r["status"] = ("not published" if r["expected"] is None else
-                       "ok" if r["found"] == r["expected"] else "MISMATCH")
+        r["status"] = (
+            "not published"
+            if r["expected"] is None
+            else "ok"
+            if r["found"] == r["expected"]
+            else "MISMATCH"
+        )
     return rows
 
 
@@ -131,9 +160,18 @@ def _find_parts(names, root, layout, allow_partial) -> tuple[dict[str, Part], di
     return found, missing
 
 
-def prepare(command: str, root=None, out="data/manifests", *, allow_partial: bool = False,
-            on_bad: str = "stop", verify: str = "quick", patch: int = 128, layout=None,
-            progress: bool = False) -> Result:
+def prepare(
+    command: str,
+    root=None,
+    out="data/manifests",
+    *,
+    allow_partial: bool = False,
+    on_bad: str = "stop",
+    verify: str = "quick",
+    patch: int = 128,
+    layout=None,
+    progress: bool = False,
+) -> Result:
     """Find, check and write the manifest(s) of ``command`` (a `COMMANDS` key or ``all``).
 
     Args:
@@ -159,8 +197,9 @@ def prepare(command: str, root=None, out="data/manifests", *, allow_partial: boo
         raise ValueError(f"unknown data set {command!r}; choose from {sorted(COMMANDS)} or all")
     root, out = data_root(root), Path(out)
     names = list(COMMANDS) if command == "all" else [command]
-    wanted = list(dict.fromkeys(p for n in names for p in COMMANDS[n].required +
-                                COMMANDS[n].optional))
+    wanted = list(
+        dict.fromkeys(p for n in names for p in COMMANDS[n].required + COMMANDS[n].optional)
+    )
     parts, missing = _find_parts(wanted, root, layout, allow_partial)
     if command != "all":
         lost = [p for p in COMMANDS[command].required if p in missing]
@@ -169,34 +208,41 @@ def prepare(command: str, root=None, out="data/manifests", *, allow_partial: boo
     for part in parts.values():
         check_images(part, verify, on_bad, patch, progress)
     res = Result(parts=parts, missing=sorted(missing))
-    res.counts = pd.DataFrame([r for p in parts.values() for r in count_table(p)],
-                              columns=["part", "dataset", "split", "task", "found", "expected",
-                                       "status"])
+    res.counts = pd.DataFrame(
+        [r for p in parts.values() for r in count_table(p)],
+        columns=["part", "dataset", "split", "task", "found", "expected", "status"],
+    )
     bad = res.counts[res.counts["status"] == "MISMATCH"]
     short_parts = set(bad["part"])
     failed, absent = {}, []
     for name in names:
         cmd = COMMANDS[name]
         lacking = [p for p in cmd.required if p not in parts]
-        if command == "all" and (len(lacking) == len(cmd.required) or
-                                 (lacking and name not in FAMILIES)):
-            absent.append(name + (f" (lacks {', '.join(lacking)})" if name not in FAMILIES
-                                  else ""))
+        if command == "all" and (
+            len(lacking) == len(cmd.required) or (lacking and name not in FAMILIES)
+        ):
+            absent.append(name + (f" (lacks {', '.join(lacking)})" if name not in FAMILIES else ""))
             continue
         short = [p for p in cmd.required if p not in parts or p in short_parts]
         if short and not allow_partial:
             if command != "all":
                 raise CountError(
                     "counts differ from the published sizes (research/data.md §1.3); a "
-                    "partial set is refused, pass --allow-partial to accept it:\n  " +
-                    "\n  ".join(f"{r.part}: {r.dataset} {r.split}/{r.task}: found {r.found}, "
-                                 f"published {r.expected}" for r in bad.itertuples()) +
-                    "\n\n" + res.counts.to_string(index=False))
+                    "partial set is refused, pass --allow-partial to accept it:\n  "
+                    + "\n  ".join(
+                        f"{r.part}: {r.dataset} {r.split}/{r.task}: found {r.found}, "
+                        f"published {r.expected}"
+                        for r in bad.itertuples()
+                    )
+                    + "\n\n"
+                    + res.counts.to_string(index=False)
+                )
             failed[name] = short
             continue
         for p in short:
-            msg = f"{name}: part {p} " + ("missing" if p not in parts else "has other counts "
-                                          "than published (see the table)")
+            msg = f"{name}: part {p} " + (
+                "missing" if p not in parts else "has other counts than published (see the table)"
+            )
             warnings.warn(f"PARTIAL DATA: {msg}", PartialDataWarning, stacklevel=2)
             res.warnings.append(msg)
         have = [p for p in cmd.required + cmd.optional if p in parts]
@@ -205,25 +251,50 @@ def prepare(command: str, root=None, out="data/manifests", *, allow_partial: boo
         write_atomic(path, df.to_csv(index=False, lineterminator="\n"))
         res.manifests[name] = path
     res.report = out / f"{command}.report.md"
-    write_atomic(res.report, render_report(command, root, res, missing, failed, absent,
-                                           dict(verify=verify, on_bad=on_bad, patch=patch,
-                                                allow_partial=allow_partial)))
+    write_atomic(
+        res.report,
+        render_report(
+            command,
+            root,
+            res,
+            missing,
+            failed,
+            absent,
+            dict(verify=verify, on_bad=on_bad, patch=patch, allow_partial=allow_partial),
+        ),
+    )
     if failed:
-        raise CountError(f"incomplete data sets, not written (details in {res.report}): " +
-                         "; ".join(f"{n}: {', '.join(p)}" for n, p in failed.items()))
+        raise CountError(
+            f"incomplete data sets, not written (details in {res.report}): "
+            + "; ".join(f"{n}: {', '.join(p)}" for n, p in failed.items())
+        )
     return res
 
 
 def render_report(command, root, res: Result, missing, failed, absent, flags) -> str:
     """The markdown report: flags, counts, manifests, warnings, skipped files, conversions."""
-    lines = [f"# data_prep report: {command}", "", f"- data root: `{root}`",
-             "- flags: " + ", ".join(f"{k}={v}" for k, v in flags.items()), ""]
-    lines += ["## Parts found", ""] + [f"- {n}: layout '{p.layout.name}' under `{p.base}`"
-                                       for n, p in res.parts.items()]
-    lines += ["", "## Counts (pairs; clean images for denoising)", "", "```",
-              res.counts.to_string(index=False) if len(res.counts) else "(none)", "```", ""]
-    lines += ["## Manifests", ""] + [f"- {n}: `{p.name}` ({len(pd.read_csv(p))} rows)"
-                                     for n, p in res.manifests.items()]
+    lines = [
+        f"# data_prep report: {command}",
+        "",
+        f"- data root: `{root}`",
+        "- flags: " + ", ".join(f"{k}={v}" for k, v in flags.items()),
+        "",
+    ]
+    lines += ["## Parts found", ""] + [
+        f"- {n}: layout '{p.layout.name}' under `{p.base}`" for n, p in res.parts.items()
+    ]
+    lines += [
+        "",
+        "## Counts (pairs; clean images for denoising)",
+        "",
+        "```",
+        res.counts.to_string(index=False) if len(res.counts) else "(none)",
+        "```",
+        "",
+    ]
+    lines += ["## Manifests", ""] + [
+        f"- {n}: `{p.name}` ({len(pd.read_csv(p))} rows)" for n, p in res.manifests.items()
+    ]
     if res.warnings:
         lines += ["", "## WARNINGS (accepted with --allow-partial)", ""]
         lines += [f"- {w}" for w in res.warnings]
@@ -243,7 +314,9 @@ def render_report(command, root, res: Result, missing, failed, absent, flags) ->
         lines += [f"- note: {n}" for n in part.notes]
         lines += [f"- {i.kind}: `{i.path}`: {i.detail}" for i in part.issues]
         kinds = pd.Series(list(part.converted.values()), dtype=str).value_counts()
-        lines += [f"- converted to 8-bit RGB on load ({k}): {n} image(s), e.g. `{path}`"
-                  for k, n in kinds.items()
-                  for path in [next(p for p, v in part.converted.items() if v == k)]]
+        lines += [
+            f"- converted to 8-bit RGB on load ({k}): {n} image(s), e.g. `{path}`"
+            for k, n in kinds.items()
+            for path in [next(p for p, v in part.converted.items() if v == k)]
+        ]
     return "\n".join(lines) + "\n"

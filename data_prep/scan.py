@@ -47,6 +47,7 @@ class PartialDataWarning(UserWarning):
 # Pairing keys: file path -> the string that must match between degraded and clean
 # ---------------------------------------------------------------------------------------------
 
+
 def stem(path: Path) -> str:
     """Same name up to the extension (``1.png`` ↔ ``1.jpg``)."""
     return path.stem.lower()
@@ -68,13 +69,18 @@ def sequence_frame(path: Path) -> str:
     return f"{path.parent.parent.name}_{path.stem}".lower()
 
 
-KEYS: dict[str, Callable[[Path], str]] = {"stem": stem, "digits": digits, "id": scene_id,
-                                          "sequence_frame": sequence_frame}
+KEYS: dict[str, Callable[[Path], str]] = {
+    "stem": stem,
+    "digits": digits,
+    "id": scene_id,
+    "sequence_frame": sequence_frame,
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # Layout descriptions
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Source:
@@ -91,8 +97,8 @@ class Source:
     degraded_files: tuple[str, ...] = ("*",)
     clean_exclude: tuple[str, ...] = ()  # e.g. WED's *.bmp beside BSD400 in PromptIR's folder
     key: str = "stem"
-    one_to_one: bool = True          # False: many degraded per clean image (RESIDE OTS: 35)
-    expected: int | None = None      # published number of pairs (None: not published)
+    one_to_one: bool = True  # False: many degraded per clean image (RESIDE OTS: 35)
+    expected: int | None = None  # published number of pairs (None: not published)
 
     def describe(self) -> str:
         clean = f"{self.clean}/{'|'.join(self.clean_files)}"
@@ -125,7 +131,7 @@ class Pair:
 
 @dataclass(frozen=True)
 class Issue:
-    kind: str     # unpaired | ambiguous | corrupt | size-mismatch | too-small | ignored
+    kind: str  # unpaired | ambiguous | corrupt | size-mismatch | too-small | ignored
     path: str
     detail: str
 
@@ -139,13 +145,14 @@ class Part:
     base: Path
     pairs: list[Pair]
     issues: list[Issue] = field(default_factory=list)
-    converted: dict[str, str] = field(default_factory=dict)   # path -> grayscale/alpha/16-bit
+    converted: dict[str, str] = field(default_factory=dict)  # path -> grayscale/alpha/16-bit
     notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
 # Folder and file discovery
 # ---------------------------------------------------------------------------------------------
+
 
 def _alternatives(component: str) -> list[str]:
     m = re.fullmatch(r"\{(.*)\}", component)
@@ -166,14 +173,18 @@ def resolve(base: Path, pattern: str) -> list[Path]:
                     entries = sorted(os.scandir(folder), key=lambda e: e.name)
                 except OSError:
                     continue
-                nxt += [Path(e.path) for e in entries
-                        if e.is_dir() and fnmatch.fnmatch(e.name.lower(), alt.lower())]
+                nxt += [
+                    Path(e.path)
+                    for e in entries
+                    if e.is_dir() and fnmatch.fnmatch(e.name.lower(), alt.lower())
+                ]
         current = list(dict.fromkeys(nxt))
     return sorted(current)
 
 
-def list_images(folders: list[Path], patterns: tuple[str, ...],
-                exclude: tuple[str, ...] = ()) -> tuple[list[Path], int, int]:
+def list_images(
+    folders: list[Path], patterns: tuple[str, ...], exclude: tuple[str, ...] = ()
+) -> tuple[list[Path], int, int]:
     """Image files directly in ``folders`` whose name matches a pattern (and no ``exclude``),
     the number of non-image or hidden files ignored, and of other images not matched."""
     files, ignored, unmatched = [], 0, 0
@@ -206,16 +217,21 @@ def _pair_source(src: Source, base: Path, part: Part) -> None:
         degraded, ign, other = list_images(resolve(base, src.degraded), src.degraded_files)
         ignored += ign
         if other and src.degraded_files != ("*",):
-            part.notes.append(f"{src.dataset} {src.split}/{src.task}: {other} image(s) in "
-                              f"{src.degraded} match none of {src.degraded_files}; not used")
+            part.notes.append(
+                f"{src.dataset} {src.split}/{src.task}: {other} image(s) in "
+                f"{src.degraded} match none of {src.degraded_files}; not used"
+            )
         used: dict[str, int] = {}
         for d in degraded:
             k = key(d)
             match = by_key.get(k, [])
             if len(match) != 1:
                 kind = "unpaired" if not match else "ambiguous"
-                detail = (f"no clean image with {src.key} '{k}' in {src.clean}" if not match else
-                          f"{len(match)} clean images share {src.key} '{k}'")
+                detail = (
+                    f"no clean image with {src.key} '{k}' in {src.clean}"
+                    if not match
+                    else f"{len(match)} clean images share {src.key} '{k}'"
+                )
                 part.issues.append(Issue(kind, str(d), detail))
                 continue
             used[k] = used.get(k, 0) + 1
@@ -224,12 +240,16 @@ def _pair_source(src: Source, base: Path, part: Part) -> None:
                 continue
             part.pairs.append(Pair(src.split, src.task, src.dataset, match[0], d))
         if src.one_to_one:
-            part.issues += [Issue("unpaired", str(c), f"clean image without degraded image in "
-                                  f"{src.degraded}") for k, cs in by_key.items()
-                            if k not in used for c in cs]
+            part.issues += [
+                Issue("unpaired", str(c), f"clean image without degraded image in {src.degraded}")
+                for k, cs in by_key.items()
+                if k not in used
+                for c in cs
+            ]
     if ignored:
-        part.notes.append(f"{src.dataset} {src.split}/{src.task}: ignored {ignored} non-image "
-                          "or hidden file(s)")
+        part.notes.append(
+            f"{src.dataset} {src.split}/{src.task}: ignored {ignored} non-image or hidden file(s)"
+        )
 
 
 def _missing(layout: Layout, base: Path) -> list[str]:
@@ -278,8 +298,10 @@ def find(name: str, root: Path, layouts: list[Layout], allow_partial: bool = Fal
         part.notes.append(f"PARTIAL layout {layout.name}: missing " + "; ".join(missing))
         return part
     trees = "\n".join(lay.describe() for lay in layouts)
-    msg = (f"{name}: no accepted layout found under {root} (also tried {root}/data).\n"
-           f"Expected one of these trees (folder names case-insensitive):\n{trees}")
+    msg = (
+        f"{name}: no accepted layout found under {root} (also tried {root}/data).\n"
+        f"Expected one of these trees (folder names case-insensitive):\n{trees}"
+    )
     if partial:
         msg += "\nPartly present:\n" + "\n".join(partial)
     raise LayoutError(msg)
@@ -296,6 +318,7 @@ def _paired(name: str, layout: Layout, base: Path) -> Part:
 # Image checks
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ImageInfo:
     width: int
@@ -307,8 +330,16 @@ def _conversion(im: Image.Image) -> str:
     raw = " ".join(str(getattr(t, "args", "")) for t in (im.tile or []))
     if im.mode.startswith("I") or ";16" in raw:
         return "16-bit"
-    return {"L": "grayscale", "1": "grayscale", "P": "palette", "RGBA": "alpha",
-            "LA": "alpha", "PA": "alpha", "CMYK": "cmyk", "YCbCr": "cmyk"}.get(im.mode, "")
+    return {
+        "L": "grayscale",
+        "1": "grayscale",
+        "P": "palette",
+        "RGBA": "alpha",
+        "LA": "alpha",
+        "PA": "alpha",
+        "CMYK": "cmyk",
+        "YCbCr": "cmyk",
+    }.get(im.mode, "")
 
 
 def probe_image(path: Path, level: str = "quick") -> ImageInfo:
@@ -367,9 +398,15 @@ def check_images(part: Part, level: str, on_bad: str, patch: int, progress: bool
             except ImageReadError as err:
                 cache[path] = str(err)
         return cache[path]
+
     kept = []
-    for pair in tqdm(part.pairs, desc=f"check {part.name}", unit="pair", mininterval=1.0,
-                     disable=None if progress else True):
+    for pair in tqdm(
+        part.pairs,
+        desc=f"check {part.name}",
+        unit="pair",
+        mininterval=1.0,
+        disable=None if progress else True,
+    ):
         bad = None
         infos = [(p, info(p)) for p in (pair.degraded, pair.clean) if p is not None]
         for p, i in infos:
@@ -381,20 +418,29 @@ def check_images(part: Part, level: str, on_bad: str, patch: int, progress: bool
         if bad is None and len(infos) == 2:
             (dp, di), (cp, ci) = infos
             if (di.width, di.height) != (ci.width, ci.height):
-                bad = Issue("size-mismatch", str(dp), f"{di.width}×{di.height}, but clean "
-                            f"{cp.name} is {ci.width}×{ci.height}")
+                bad = Issue(
+                    "size-mismatch",
+                    str(dp),
+                    f"{di.width}×{di.height}, but clean {cp.name} is {ci.width}×{ci.height}",
+                )
         if bad is None and pair.split == "train":
             ci = infos[-1][1]
             h, w = ci.height - ci.height % 16, ci.width - ci.width % 16
             if min(h, w) < patch:
-                bad = Issue("too-small", str(pair.clean), f"{w}×{h} after the crop to a "
-                            f"multiple of 16, smaller than the {patch}² training patch")
+                bad = Issue(
+                    "too-small",
+                    str(pair.clean),
+                    f"{w}×{h} after the crop to a "
+                    f"multiple of 16, smaller than the {patch}² training patch",
+                )
         if bad is None:
             kept.append(pair)
         elif on_bad == "stop":
-            raise BadImageError(f"{bad.path}: {bad.kind}: {bad.detail}.\nStopped (on_bad=stop); "
-                                "rerun with --on-bad skip to leave such pairs out (the count "
-                                "check then needs --allow-partial).")
+            raise BadImageError(
+                f"{bad.path}: {bad.kind}: {bad.detail}.\nStopped (on_bad=stop); "
+                "rerun with --on-bad skip to leave such pairs out (the count "
+                "check then needs --allow-partial)."
+            )
         else:
             part.issues.append(bad)
     part.pairs = kept

@@ -48,8 +48,12 @@ def _splat(xy: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     x, y = xy[:, 0] + size // 2, xy[:, 1] + size // 2
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
     fx, fy = x - x0, y - y0
-    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                      (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+    for dx, dy, w in (
+        (0, 0, (1 - fx) * (1 - fy)),
+        (1, 0, fx * (1 - fy)),
+        (0, 1, (1 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
         xi, yi = x0 + dx, y0 + dy
         ok = (xi >= 0) & (xi < size) & (yi >= 0) & (yi < size)
         np.add.at(grid, (yi[ok], xi[ok]), (w * weights)[ok])
@@ -69,6 +73,7 @@ def line_kernel(length: float, angle: float) -> np.ndarray:
 # Noise
 # ---------------------------------------------------------------------------------------------
 
+
 def gaussian_noise(clean_u8: np.ndarray, sigma: float, rng) -> np.ndarray:
     """Gaussian noise, the peers' exact formula: ``clip(x + N(0, 1)·σ, 0, 255).astype(uint8)``
     on the uint8 image, σ ∈ {15, 25, 50} (the one implementation is
@@ -84,8 +89,9 @@ def gaussian_noise(clean_u8: np.ndarray, sigma: float, rng) -> np.ndarray:
 MOTORCYCLE_CALIBRATION = {"focal": 994.978, "baseline": 193.001, "doffs": 31.086}
 
 
-def depth_from_disparity(disp: np.ndarray, focal: float, baseline: float,
-                         doffs: float = 0.0) -> np.ndarray:
+def depth_from_disparity(
+    disp: np.ndarray, focal: float, baseline: float, doffs: float = 0.0
+) -> np.ndarray:
     """Metric depth of a disparity map, Middlebury's ``Z = f·B / (d + doffs)`` (mm); pixels
     without a valid disparity (inf, NaN, ≤ 0) take the nearest valid value."""
     valid = np.isfinite(disp) & (disp > 0)
@@ -129,6 +135,7 @@ def normalize(x: np.ndarray) -> np.ndarray:
 # Haze
 # ---------------------------------------------------------------------------------------------
 
+
 def haze(img, depth01, rng, beta=None, airlight=None, max_depth: float = 0.7):
     """Atmospheric scattering: ``I = J·t + A·(1 − t)``, ``t = exp(−β·d)``,
     ``d = min(depth01, 0.7)`` (OneRestore ``syn_haze``: β ~ U[1, 2], A ~ U[0.6, 0.9]).
@@ -148,6 +155,7 @@ def haze(img, depth01, rng, beta=None, airlight=None, max_depth: float = 0.7):
 # ---------------------------------------------------------------------------------------------
 # Rain
 # ---------------------------------------------------------------------------------------------
+
 
 def rain_layer(shape, rng, density=None, length=None, angle=None, width=None, peak=None):
     """Streak layer S of the additive model ``O = B + S`` (JORDER family; Rain100L-like light,
@@ -178,6 +186,7 @@ def rain(img, rng, layer=None):
 # ---------------------------------------------------------------------------------------------
 # Motion blur
 # ---------------------------------------------------------------------------------------------
+
 
 def motion_kernel(rng, length=None, size=None, iters: int = 2000, exposure=None):
     """A random camera-shake PSF (Boracchi & Foi 2012 trajectories, DeblurGAN's parameters).
@@ -228,6 +237,7 @@ def motion_blur(img, rng, kernel=None, noise=None):
 # Low light
 # ---------------------------------------------------------------------------------------------
 
+
 def light_map(img, sigma=None):
     """Illumination L: the channel maximum (LIME's initial estimate) smoothed by a Gaussian of
     σ = 6·s px (a stand-in for LIME's guided filter)."""
@@ -264,6 +274,7 @@ def low_light(img, rng, gamma=None, light=None, exposure=None, photons=None, rea
 # Snow
 # ---------------------------------------------------------------------------------------------
 
+
 def snow_mask(shape, rng, layers=None, angle=None):
     """Snow mask M in [0, 1] from 2–3 flake layers (near → far), our procedural stand-in for
     Snow100K masks: per layer, flake centres on a fraction U[0.05 %, 0.5 %] of pixels, discs of
@@ -278,7 +289,7 @@ def snow_mask(shape, rng, layers=None, angle=None):
         r = max(rng.uniform(0.5, 4.0) * s, 0.5)
         centres = (rng.random((h, w)) < rng.uniform(0.0005, 0.005)).astype(float)
         g = int(np.ceil(r)) + 1
-        yy, xx = np.mgrid[-g:g + 1, -g:g + 1]
+        yy, xx = np.mgrid[-g : g + 1, -g : g + 1]
         disc = np.clip(r + 0.5 - np.hypot(yy, xx), 0, 1)
         flake = signal.fftconvolve(disc, line_kernel(max(2 * r, 1.0), angle))
         flake = ndimage.gaussian_filter(flake / flake.max(), r / 2)
@@ -299,6 +310,7 @@ def snow(img, rng, mask=None, color=None):
 # CDD11 composites
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Scene:
     """What the 11 CDD11 variants of one image share: one depth, light map and masks, and
@@ -317,10 +329,16 @@ class Scene:
 def make_scene(img, rng, depth01=None) -> Scene:
     """Draw a `Scene` for ``img`` (depth: ``depth01`` or `depth_proxy`)."""
     depth01 = depth_proxy(img, rng) if depth01 is None else depth01
-    return Scene(depth01, light_map(img), rain_layer(img.shape, rng), snow_mask(img.shape, rng),
-                 gamma=rng.uniform(2.0, 3.5), exposure=rng.uniform(0.3, 0.6),
-                 beta=rng.uniform(1.0, 2.0),
-                 airlight=rng.uniform(0.6, 0.9))
+    return Scene(
+        depth01,
+        light_map(img),
+        rain_layer(img.shape, rng),
+        snow_mask(img.shape, rng),
+        gamma=rng.uniform(2.0, 3.5),
+        exposure=rng.uniform(0.3, 0.6),
+        beta=rng.uniform(1.0, 2.0),
+        airlight=rng.uniform(0.6, 0.9),
+    )
 
 
 def compose(img, kind: str, scene: Scene, rng):

@@ -13,10 +13,18 @@ from typing import Literal
 
 # The degradation words DA-CLIP was trained with (daclip-uir README); P' = [d̂ ; s] uses a subset.
 DACLIP_DEGRADATIONS = (
-    "motion-blurry", "hazy", "jpeg-compressed", "low-light", "noisy",
-    "raindrop", "rainy", "shadowed", "snowy", "uncompleted",
+    "motion-blurry",
+    "hazy",
+    "jpeg-compressed",
+    "low-light",
+    "noisy",
+    "raindrop",
+    "rainy",
+    "shadowed",
+    "snowy",
+    "uncompleted",
 )
-# The six prompts the same group's M2Restore routes with; T = 6 gives the 39.1M count (arch.md §0.2.9).
+# The six prompts of the same group's M2Restore; T = 6 gives the 39.1M count (arch.md §0.2.9).
 DEFAULT_PROMPTS = ("hazy", "noisy", "raindrop", "rainy", "shadowed", "snowy")
 
 
@@ -24,24 +32,26 @@ DEFAULT_PROMPTS = ("hazy", "noisy", "raindrop", "rainy", "shadowed", "snowy")
 class M2IRConfig:
     """The network of Fig. 2. Defaults are the paper's model (Table XIII: 39.1M w/o DA-CLIP)."""
 
-    dim: int = 48                                   # C of F_0, §III-A
-    num_blocks: tuple[int, ...] = (4, 6, 6, 8)      # blocks per encoder level, Restormer layout
-    num_refinement_blocks: int = 4                  # refinement stage at full resolution
-    heads: tuple[int, ...] = (1, 2, 4, 8)           # MDTA heads per level
-    ffn_expansion: float = 2.66                     # GDFN γ (Restormer)
-    block: Literal["mst", "transformer"] = "mst"    # Table VII: MST (eq. 1–2) or plain MDTA blocks
-    prior: Literal["daclip", "mlp", "none"] = "daclip"  # Table VII: DACP from DA-CLIP, a learnable MLP, or off
-    special_experts: bool = True                    # Table VII: DGEA specialised branch
-    shared_expert: bool = True                      # Table VII: DGEA shared branch E_S
-    num_experts: int = 4                            # N, Table VIII
-    top_k: int = 2                                  # K, Table IX
-    expert_hidden: float = 2.0                      # expert MLP width r·C (arch.md §3.4, C3)
-    ca_heads: int = 4                               # heads of both CAs in ADEC (AdaIR's channel CA)
+    dim: int = 48  # C of F_0, §III-A
+    num_blocks: tuple[int, ...] = (4, 6, 6, 8)  # blocks per encoder level, Restormer layout
+    num_refinement_blocks: int = 4  # refinement stage at full resolution
+    heads: tuple[int, ...] = (1, 2, 4, 8)  # MDTA heads per level
+    ffn_expansion: float = 2.66  # GDFN γ (Restormer)
+    block: Literal["mst", "transformer"] = "mst"  # Table VII: MST (eq. 1–2) or plain MDTA blocks
+    prior: Literal["daclip", "mlp", "none"] = (
+        "daclip"  # Table VII: DACP from DA-CLIP, a learnable MLP, or off
+    )
+    special_experts: bool = True  # Table VII: DGEA specialised branch
+    shared_expert: bool = True  # Table VII: DGEA shared branch E_S
+    num_experts: int = 4  # N, Table VIII
+    top_k: int = 2  # K, Table IX
+    expert_hidden: float = 2.0  # expert MLP width r·C (arch.md §3.4, C3)
+    ca_heads: int = 4  # heads of both CAs in ADEC (AdaIR's channel CA)
     # Run-time expert execution, outputs equal: sparse runs each pixel's K+1 experts only and
     # was a little faster on CPU (mini, 1 thread); Table XIII's MACs count experts densely.
     dispatch: Literal["dense", "sparse"] = "sparse"
-    prompts: tuple[str, ...] = DEFAULT_PROMPTS      # text descriptors of DACP, §III-C
-    prior_dim: int = 512                            # DA-CLIP embedding width (ViT-B-32)
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS  # text descriptors of DACP, §III-C
+    prior_dim: int = 512  # DA-CLIP embedding width (ViT-B-32)
 
     @property
     def has_adec(self) -> bool:
@@ -53,9 +63,11 @@ class M2IRConfig:
             raise ValueError("num_blocks and heads need one entry per U-Net level (4)")
         if self.special_experts and not 1 <= self.top_k <= self.num_experts:
             raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
-        for name, allowed in (("block", ("mst", "transformer")),
-                              ("prior", ("daclip", "mlp", "none")),
-                              ("dispatch", ("dense", "sparse"))):
+        for name, allowed in (
+            ("block", ("mst", "transformer")),
+            ("prior", ("daclip", "mlp", "none")),
+            ("dispatch", ("dense", "sparse")),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
 
@@ -64,24 +76,26 @@ class M2IRConfig:
 class TrainConfig:
     """Optimisation of §IV-A: AdamW, linear warm-up then cosine, patch 128, loss of eq. (11)."""
 
-    iters: int = 4450 * 150          # AdaIR: 150 epochs of ≈4,450 iterations at batch 32 (data.md §1.4)
-    warmup_iters: int = 4450 * 15    # 15 warm-up epochs, expressed in iterations
-    cosine_iters: int = 4450 * 180   # cosine horizon (AdaIR max_epochs 180), so the lr never reaches 0
-    batch_size: int = 8              # per process; 2 GPUs × 8 × accumulate 2 = 32
+    iters: int = 4450 * 150  # AdaIR: 150 epochs of ≈4,450 iterations at batch 32 (data.md §1.4)
+    warmup_iters: int = 4450 * 15  # 15 warm-up epochs, expressed in iterations
+    cosine_iters: int = (
+        4450 * 180
+    )  # cosine horizon (AdaIR max_epochs 180), so the lr never reaches 0
+    batch_size: int = 8  # per process; 2 GPUs × 8 × accumulate 2 = 32
     grad_accum: int = 2
     patch: int = 128
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.01       # torch AdamW default, as in PromptIR/AdaIR
-    lambda1: float = 0.01            # ℓ_balance weight, Table XI
-    lambda2: float = 0.1             # ℓ_FFT weight, Table XII
-    charbonnier: bool = True         # Table X: Charbonnier (eq. 8) or plain L1
-    use_balance: bool = True         # Table X
-    use_fft: bool = True             # Table X
+    weight_decay: float = 0.01  # torch AdamW default, as in PromptIR/AdaIR
+    lambda1: float = 0.01  # ℓ_balance weight, Table XI
+    lambda2: float = 0.1  # ℓ_FFT weight, Table XII
+    charbonnier: bool = True  # Table X: Charbonnier (eq. 8) or plain L1
+    use_balance: bool = True  # Table X
+    use_fft: bool = True  # Table X
     ckpt_every: int = 5000
     log_every: int = 50
     num_workers: int = 4
-    amp: bool = True                 # bf16 autocast on GPU only
+    amp: bool = True  # bf16 autocast on GPU only
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,10 @@ class Profile:
     model: M2IRConfig
     train: TrainConfig
     data: Literal["smoke", "mini", "real"]
-    ablation_train: TrainConfig = field(default=None)  # Tables VII–XII (paper: 20 epochs on Rain100L)
-    eval_max_images: int | None = None                  # cap per task when evaluating (None = all)
+    ablation_train: TrainConfig = field(
+        default=None
+    )  # Tables VII–XII (paper: 20 epochs on Rain100L)
+    eval_max_images: int | None = None  # cap per task when evaluating (None = all)
 
     def __post_init__(self):
         if self.ablation_train is None:
@@ -106,35 +122,86 @@ MODEL_PRESETS: dict[str, M2IRConfig] = {
     "paper": dataclasses.replace(PAPER, dispatch="dense"),
     # Same blocks, 1/6 of the width (0.61M params): ~0.2 s per 4×48² training step on one
     # CPU thread, so the ~40 runs of Tables I–XII fit a laptop budget.
-    "mini": dataclasses.replace(PAPER, dim=8, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1,
-                                heads=(1, 1, 1, 2), prior="mlp", prior_dim=64),
+    "mini": dataclasses.replace(
+        PAPER,
+        dim=8,
+        num_blocks=(1, 2, 2, 2),
+        num_refinement_blocks=1,
+        heads=(1, 1, 1, 2),
+        prior="mlp",
+        prior_dim=64,
+    ),
     # A few thousand to ~100k parameters: every code path in seconds.
-    "smoke": dataclasses.replace(PAPER, dim=4, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
-                                 heads=(1, 1, 1, 2), prior="mlp", prior_dim=32),
+    "smoke": dataclasses.replace(
+        PAPER,
+        dim=4,
+        num_blocks=(1, 1, 1, 1),
+        num_refinement_blocks=1,
+        heads=(1, 1, 1, 2),
+        prior="mlp",
+        prior_dim=32,
+    ),
 }
 
 PROFILES: dict[str, Profile] = {
     "paper": Profile(
-        "paper", MODEL_PRESETS["paper"], TrainConfig(), data="real",
+        "paper",
+        MODEL_PRESETS["paper"],
+        TrainConfig(),
+        data="real",
         # Ablations: 20 epochs on Rain100L (200 pairs × 120 repeats / batch 32 ≈ 750 it/epoch).
         ablation_train=TrainConfig(iters=750 * 20, warmup_iters=750 * 2, cosine_iters=750 * 24),
     ),
     # lr 2e-3, not the paper's 2e-4: a 0.6M-parameter model trained for a few hundred steps
     # gained most there on every 3D task (one-seed sweep 2e-4..2e-3 on an H200, mini_3d).
     "mini": Profile(
-        "mini", MODEL_PRESETS["mini"],
-        TrainConfig(iters=400, warmup_iters=40, cosine_iters=480, batch_size=4, grad_accum=1,
-                    patch=48, lr=2e-3, ckpt_every=100, log_every=10, num_workers=0, amp=False),
+        "mini",
+        MODEL_PRESETS["mini"],
+        TrainConfig(
+            iters=400,
+            warmup_iters=40,
+            cosine_iters=480,
+            batch_size=4,
+            grad_accum=1,
+            patch=48,
+            lr=2e-3,
+            ckpt_every=100,
+            log_every=10,
+            num_workers=0,
+            amp=False,
+        ),
         data="mini",
-        ablation_train=TrainConfig(iters=150, warmup_iters=15, cosine_iters=180, batch_size=4,
-                                   grad_accum=1, patch=48, lr=2e-3, ckpt_every=50, log_every=10,
-                                   num_workers=0, amp=False),
+        ablation_train=TrainConfig(
+            iters=150,
+            warmup_iters=15,
+            cosine_iters=180,
+            batch_size=4,
+            grad_accum=1,
+            patch=48,
+            lr=2e-3,
+            ckpt_every=50,
+            log_every=10,
+            num_workers=0,
+            amp=False,
+        ),
     ),
     "smoke": Profile(
-        "smoke", MODEL_PRESETS["smoke"],
-        TrainConfig(iters=4, warmup_iters=1, cosine_iters=5, batch_size=2, grad_accum=1, patch=32,
-                    ckpt_every=2, log_every=1, num_workers=0, amp=False),
-        data="smoke", eval_max_images=2,
+        "smoke",
+        MODEL_PRESETS["smoke"],
+        TrainConfig(
+            iters=4,
+            warmup_iters=1,
+            cosine_iters=5,
+            batch_size=2,
+            grad_accum=1,
+            patch=32,
+            ckpt_every=2,
+            log_every=1,
+            num_workers=0,
+            amp=False,
+        ),
+        data="smoke",
+        eval_max_images=2,
     ),
 }
 

@@ -62,8 +62,8 @@ class ControlTransformer(nn.Module):
         """Tokens (B, L, W) -> (tokens after the last block, one control hidden per block)."""
         hiddens = []
         for block, zero in zip(self.transformer.resblocks, self.zero_modules, strict=True):
-            x = block(x)                 # (B, L, W)
-            hiddens.append(zero(x))      # the controller itself is not steered
+            x = block(x)  # (B, L, W)
+            hiddens.append(zero(x))  # the controller itself is not steered
         return x, hiddens
 
 
@@ -79,14 +79,14 @@ class DaCLIP(nn.Module):
     def __init__(self, clip: CLIP):
         super().__init__()
         self.clip = clip
-        self.visual = clip.visual                       # alias: the checkpoint stores it twice
+        self.visual = clip.visual  # alias: the checkpoint stores it twice
         self.visual_control = copy.deepcopy(clip.visual)
         self.visual_control.transformer = ControlTransformer(self.visual_control.transformer)
         self.logit_scale = nn.Parameter(clip.logit_scale.detach().clone())
 
     @staticmethod
     def _pooled(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        pooled, _ = visual._pool(x)                     # (B, width)
+        pooled, _ = visual._pool(x)  # (B, width)
         return pooled @ visual.proj if visual.proj is not None else pooled  # (B, embed_dim)
 
     def encode_image(self, image: torch.Tensor, control: bool = True, normalize: bool = False):
@@ -98,10 +98,10 @@ class DaCLIP(nn.Module):
             return self.clip.encode_image(image, normalize=normalize)
         x_c, hiddens = self.visual_control.transformer(self.visual_control._embeds(image))
         degra = self._pooled(self.visual_control, x_c)  # (B, embed_dim)
-        x = self.clip.visual._embeds(image)             # (B, L, W)
+        x = self.clip.visual._embeds(image)  # (B, L, W)
         for block in self.clip.visual.transformer.resblocks:
-            x = block(x) + hiddens.pop()                # reverse order: deepest hidden first
-        feats = self._pooled(self.clip.visual, x)       # (B, embed_dim)
+            x = block(x) + hiddens.pop()  # reverse order: deepest hidden first
+        feats = self._pooled(self.clip.visual, x)  # (B, embed_dim)
         if normalize:
             feats, degra = F.normalize(feats, dim=-1), F.normalize(degra, dim=-1)
         return feats, degra
@@ -128,13 +128,16 @@ def daclip_config(model: str | dict = "ViT-B-32") -> dict:
         name = model.removeprefix("daclip_")
         cfg = get_model_config(name)
         if cfg is None:
-            raise ValueError(f"unknown open_clip model {model!r}; register a JSON config with "
-                             "open_clip.add_model_config or pass the config dict")
+            raise ValueError(
+                f"unknown open_clip model {model!r}; register a JSON config with "
+                "open_clip.add_model_config or pass the config dict"
+            )
     cfg.pop("custom_text", None)  # DA-CLIP builds a plain CLIP despite its JSON's custom_text
     if not {"embed_dim", "vision_cfg", "text_cfg"} <= cfg.keys():
         raise ValueError(f"model config needs embed_dim, vision_cfg, text_cfg; got {sorted(cfg)}")
     if isinstance(cfg["vision_cfg"].get("layers"), (list, tuple)) or cfg["vision_cfg"].get(
-            "timm_model_name"):
+        "timm_model_name"
+    ):
         raise ValueError("DA-CLIP needs a ViT visual tower (open_clip VisionTransformer)")
     return cfg
 
@@ -156,7 +159,7 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     except Exception as err:  # a pickle of arbitrary objects is refused, not executed
         raise RuntimeError(f"could not read {path} as a DA-CLIP state dict: {err}") from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]                         # open_clip training checkpoints
+        obj = obj["state_dict"]  # open_clip training checkpoints
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise RuntimeError(f"{path} holds no state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}  # DDP-saved keys
@@ -178,8 +181,9 @@ def load_daclip(path: str | os.PathLike, model_name: str | dict = "ViT-B-32") ->
         raise FileNotFoundError(f"DA-CLIP checkpoint not found: {path}. {_NO_CHECKPOINT_HINT}")
     state = _read_state_dict(path)
     if not any(k.startswith("visual.") for k in state):  # a de-duplicated save: restore the alias
-        state.update({k.removeprefix("clip."): v for k, v in state.items()
-                      if k.startswith("clip.visual.")})
+        state.update(
+            {k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.visual.")}
+        )
     model = random_daclip(model_name)
     expected = model.state_dict()
     missing = sorted(expected.keys() - state.keys())
@@ -188,12 +192,18 @@ def load_daclip(path: str | os.PathLike, model_name: str | dict = "ViT-B-32") ->
         raise RuntimeError(
             f"{path} does not match the DA-CLIP layout: {len(missing)} missing keys (e.g. "
             f"{missing[:4]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:4]}). Expected "
-            f"{len(expected)} keys: clip.*, visual.* (alias), visual_control.*, logit_scale.")
-    bad = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
-           if v.shape != state[k].shape]
+            f"{len(expected)} keys: clip.*, visual.* (alias), visual_control.*, logit_scale."
+        )
+    bad = [
+        (k, tuple(state[k].shape), tuple(v.shape))
+        for k, v in expected.items()
+        if v.shape != state[k].shape
+    ]
     if bad:
-        raise RuntimeError(f"{path}: {len(bad)} keys of the wrong shape (key, file, model), "
-                           f"e.g. {bad[:3]}; is it a DA-CLIP {model_name!r} checkpoint?")
+        raise RuntimeError(
+            f"{path}: {len(bad)} keys of the wrong shape (key, file, model), "
+            f"e.g. {bad[:3]}; is it a DA-CLIP {model_name!r} checkpoint?"
+        )
     model.load_state_dict(state, strict=True)
     return model.eval().requires_grad_(False)
 
@@ -207,10 +217,11 @@ def clip_preprocess(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h, w = image.shape[-2:]
     short = size[0]
     new_h, new_w = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
-    x = F.interpolate(image, size=(new_h, new_w), mode="bicubic", align_corners=False,
-                      antialias=True).clamp(0, 1)      # PIL's bicubic output is clipped too
+    x = F.interpolate(
+        image, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True
+    ).clamp(0, 1)  # PIL's bicubic output is clipped too
     top, left = int(round((new_h - size[0]) / 2.0)), int(round((new_w - size[1]) / 2.0))
-    x = x[..., top:top + size[0], left:left + size[1]]  # (B, 3, 224, 224)
+    x = x[..., top : top + size[0], left : left + size[1]]  # (B, 3, 224, 224)
     mean = x.new_tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = x.new_tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -253,15 +264,16 @@ class DaCLIPPrior(nn.Module):
         """Degraded image (B, 3, H, W) in [0, 1] -> P' (B, embed_dim + T)."""
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"expected an image batch (B, 3, H, W), got {tuple(image.shape)}")
-        x = clip_preprocess(image.float(), self.image_size)          # (B, 3, 224, 224)
+        x = clip_preprocess(image.float(), self.image_size)  # (B, 3, 224, 224)
         _, degra = self.daclip.encode_image(x, control=True)
-        d_hat = F.normalize(degra.float(), dim=-1)                    # D(I), (B, 512)
+        d_hat = F.normalize(degra.float(), dim=-1)  # D(I), (B, 512)
         sim = (SIMILARITY_SCALE * d_hat @ self.text_features.T).softmax(dim=-1)  # S(I,text) (B,T)
-        return torch.cat([d_hat, sim], dim=1)                         # P', (B, 512 + T)
+        return torch.cat([d_hat, sim], dim=1)  # P', (B, 512 + T)
 
 
-def load_daclip_prior(checkpoint: str | os.PathLike | None, prompts,
-                      model_name: str | dict = "ViT-B-32") -> DaCLIPPrior:
+def load_daclip_prior(
+    checkpoint: str | os.PathLike | None, prompts, model_name: str | dict = "ViT-B-32"
+) -> DaCLIPPrior:
     """`DaCLIPPrior(load_daclip(checkpoint), prompts)`, used by `model.build_model`.
 
     Args:

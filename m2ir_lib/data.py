@@ -37,15 +37,33 @@ MANIFEST_COLUMNS = ("split", "task", "degraded_path", "clean_path", "sigma")
 SPLITS = ("train", "test")
 # Task names of DESIGN.md; CDD11 types use OneRestore's folder names.
 BASE_TASKS = ("denoise", "derain", "dehaze", "deblur", "enhance", "desnow")
-CDD11_TYPES = ("low", "haze", "rain", "snow", "low_haze", "low_rain", "low_snow", "haze_rain",
-               "haze_snow", "low_haze_rain", "low_haze_snow")
+CDD11_TYPES = (
+    "low",
+    "haze",
+    "rain",
+    "snow",
+    "low_haze",
+    "low_rain",
+    "low_snow",
+    "haze_rain",
+    "haze_snow",
+    "low_haze_rain",
+    "low_haze_snow",
+)
 TASKS = BASE_TASKS + CDD11_TYPES
 NOISE_SIGMAS = (15, 25, 50)  # §IV-A, on the 0-255 scale
 
 # Per-task repetition of the training pairs in one epoch (data.md §1.4): AdaIR's factors for
 # 3D/5D, MoCE-IR's ×2 per CDD11 type. Desnowing (CSD) is never trained on in the paper: 1.
-PAPER_REPEATS: dict[str, int] = {"denoise": 3, "derain": 120, "dehaze": 1, "deblur": 5,
-                                 "enhance": 20, "desnow": 1, **{t: 2 for t in CDD11_TYPES}}
+PAPER_REPEATS: dict[str, int] = {
+    "denoise": 3,
+    "derain": 120,
+    "dehaze": 1,
+    "deblur": 5,
+    "enhance": 20,
+    "desnow": 1,
+    **{t: 2 for t in CDD11_TYPES},
+}
 
 # The peers' augmentation modes 1..7 of `dihedral` (identity excluded, data.md §3).
 AUGMENT_MODES = tuple(range(1, 8))
@@ -58,6 +76,7 @@ class ImageReadError(OSError):
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
+
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """One image as 8-bit RGB, (H, W, 3) uint8; the single decoder of the project.
@@ -95,7 +114,7 @@ def crop_to_multiple(img: np.ndarray, base: int = 16) -> np.ndarray:
     """Centre crop of an (H, W, ...) array to multiples of ``base`` (PromptIR ``crop_img``)."""
     h, w = img.shape[:2]
     top, left = (h % base) // 2, (w % base) // 2
-    return img[top:top + h - h % base, left:left + w - w % base]
+    return img[top : top + h - h % base, left : left + w - w % base]
 
 
 def dihedral(img: np.ndarray, mode: int) -> np.ndarray:
@@ -135,6 +154,7 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 # Manifests
 # ---------------------------------------------------------------------------------------------
 
+
 def read_manifest(path: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     """A validated manifest: path columns as str (empty degraded = noise on the fly), sigma float.
 
@@ -150,16 +170,19 @@ def read_manifest(path: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
         df, where = path.copy(), "manifest DataFrame"
     else:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"manifest {path} not found (build it with `python -m "
-                                    "data_prep ...` or `python -m data_prep.mini`)")
+            raise FileNotFoundError(
+                f"manifest {path} not found (build it with `python -m "
+                "data_prep ...` or `python -m data_prep.mini`)"
+            )
         text_cols = {"degraded_path": str, "clean_path": str, "split": str, "task": str}
-        df = pd.read_csv(path, dtype=text_cols, keep_default_na=False,
-                         na_values={"sigma": [""]})
+        df = pd.read_csv(path, dtype=text_cols, keep_default_na=False, na_values={"sigma": [""]})
         where = str(path)
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{where}: missing column(s) {missing}; found {list(df.columns)}; "
-                         f"a manifest needs {list(MANIFEST_COLUMNS)}")
+        raise ValueError(
+            f"{where}: missing column(s) {missing}; found {list(df.columns)}; "
+            f"a manifest needs {list(MANIFEST_COLUMNS)}"
+        )
     df["degraded_path"] = df["degraded_path"].fillna("").astype(str)
     df["clean_path"] = df["clean_path"].fillna("").astype(str)
     try:
@@ -171,13 +194,16 @@ def read_manifest(path: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
         if bad:
             raise ValueError(f"{where}: unknown {col} value(s) {bad}; expected {list(allowed)}")
     if (df["clean_path"] == "").any():
-        raise ValueError(f"{where}: rows {list(df.index[df['clean_path'] == ''][:5])} have no "
-                         "clean_path")
+        raise ValueError(
+            f"{where}: rows {list(df.index[df['clean_path'] == ''][:5])} have no clean_path"
+        )
     on_the_fly = df["degraded_path"] == ""
     bad = on_the_fly & ~((df["task"] == "denoise") & (df["sigma"] > 0))
     if bad.any():
-        raise ValueError(f"{where}: rows {list(df.index[bad][:5])} have no degraded_path; only "
-                         "denoise rows with sigma > 0 may (noise added on the fly)")
+        raise ValueError(
+            f"{where}: rows {list(df.index[bad][:5])} have no degraded_path; only "
+            "denoise rows with sigma > 0 may (noise added on the fly)"
+        )
     return df.reset_index(drop=True)
 
 
@@ -213,6 +239,7 @@ def _select(manifest, split: str, tasks) -> pd.DataFrame:
 # Training set
 # ---------------------------------------------------------------------------------------------
 
+
 class TrainDataset(Dataset):
     """Random ``patch``² training crops of a manifest's train rows (§IV-A, data.md §1.4, §3).
 
@@ -239,9 +266,19 @@ class TrainDataset(Dataset):
         split: manifest split to read.
     """
 
-    def __init__(self, manifest, root=None, patch: int = 128, *, augment: bool = True,
-                 repeats: Mapping[str, int] | None = None, tasks: Sequence[str] | None = None,
-                 seed: int = 0, cache: bool = False, split: str = "train"):
+    def __init__(
+        self,
+        manifest,
+        root=None,
+        patch: int = 128,
+        *,
+        augment: bool = True,
+        repeats: Mapping[str, int] | None = None,
+        tasks: Sequence[str] | None = None,
+        seed: int = 0,
+        cache: bool = False,
+        split: str = "train",
+    ):
         df = _select(manifest, split, tasks)
         self.root, self.patch, self.augment, self.seed = _resolve_root(root), patch, augment, seed
         self.rows = df[["task", "degraded_path", "clean_path", "sigma"]].to_dict("records")
@@ -282,16 +319,20 @@ class TrainDataset(Dataset):
         clean = self._load(row["clean_path"])
         degraded = self._load(row["degraded_path"]) if row["degraded_path"] else None
         if degraded is not None and degraded.shape != clean.shape:
-            raise ValueError(f"{row['degraded_path']} {degraded.shape[:2]} and "
-                             f"{row['clean_path']} {clean.shape[:2]} differ in size")
+            raise ValueError(
+                f"{row['degraded_path']} {degraded.shape[:2]} and "
+                f"{row['clean_path']} {clean.shape[:2]} differ in size"
+            )
         h, w = clean.shape[:2]
         p = self.patch
         if h < p or w < p:
-            raise ValueError(f"{row['clean_path']} is {h}×{w} after the crop to a multiple of "
-                             f"16, smaller than the {p}² training patch")
+            raise ValueError(
+                f"{row['clean_path']} is {h}×{w} after the crop to a multiple of "
+                f"16, smaller than the {p}² training patch"
+            )
         y, x = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-        clean = clean[y:y + p, x:x + p]
-        degraded = None if degraded is None else degraded[y:y + p, x:x + p]
+        clean = clean[y : y + p, x : x + p]
+        degraded = None if degraded is None else degraded[y : y + p, x : x + p]
         if self.augment:
             mode = int(rng.choice(AUGMENT_MODES))
             clean = dihedral(clean, mode)
@@ -299,13 +340,18 @@ class TrainDataset(Dataset):
         sigma = _sigma(row["sigma"])
         if degraded is None:
             degraded = add_gaussian_noise(clean, sigma, rng)
-        return {"degraded": to_tensor(degraded), "clean": to_tensor(clean), "task": row["task"],
-                "sigma": sigma}
+        return {
+            "degraded": to_tensor(degraded),
+            "clean": to_tensor(clean),
+            "task": row["task"],
+            "sigma": sigma,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation set
 # ---------------------------------------------------------------------------------------------
+
 
 class EvalDataset(Dataset):
     """Full test images, both centre-cropped to a multiple of 16 (data.md §2).
@@ -333,9 +379,17 @@ class EvalDataset(Dataset):
             stream, so kept inputs equal those of a full run.
     """
 
-    def __init__(self, manifest, root=None, tasks: Sequence[str] | None = None, *,
-                 split: str = "test", noise_seed: int = 0,
-                 sigmas: Sequence[float] | None = None, max_images: int | None = None):
+    def __init__(
+        self,
+        manifest,
+        root=None,
+        tasks: Sequence[str] | None = None,
+        *,
+        split: str = "test",
+        noise_seed: int = 0,
+        sigmas: Sequence[float] | None = None,
+        max_images: int | None = None,
+    ):
         df = _select(manifest, split, tasks)
         if sigmas is not None:
             df = df[(df["task"] != "denoise") | df["sigma"].isin([float(s) for s in sigmas])]
@@ -348,7 +402,8 @@ class EvalDataset(Dataset):
         df["_p"] = np.where(df["degraded_path"] == "", df["clean_path"], df["degraded_path"])
         df = df.sort_values(["_t", "_d", "_s", "_p"], kind="stable")
         self.rows = df[["task", "degraded_path", "clean_path", "sigma", "dataset"]].to_dict(
-            "records")
+            "records"
+        )
         self._noise_states = self._replay_noise(noise_seed)
         if max_images is not None:
             seen: dict = {}
@@ -387,13 +442,21 @@ class EvalDataset(Dataset):
         if row["degraded_path"]:
             degraded = crop_to_multiple(load_image(self.root / row["degraded_path"]))
             if degraded.shape != clean.shape:
-                raise ValueError(f"{row['degraded_path']} {degraded.shape[:2]} and "
-                                 f"{row['clean_path']} {clean.shape[:2]} differ in size after "
-                                 "the crop to a multiple of 16")
+                raise ValueError(
+                    f"{row['degraded_path']} {degraded.shape[:2]} and "
+                    f"{row['clean_path']} {clean.shape[:2]} differ in size after "
+                    "the crop to a multiple of 16"
+                )
         else:
             rs = np.random.RandomState()
             rs.set_state(state)
             degraded = add_gaussian_noise(clean, row["sigma"], rs)
         name = Path(row["degraded_path"] or row["clean_path"]).stem
-        return {"degraded": to_tensor(degraded), "clean": to_tensor(clean), "task": row["task"],
-                "sigma": _sigma(row["sigma"]), "name": name, "dataset": row["dataset"]}
+        return {
+            "degraded": to_tensor(degraded),
+            "clean": to_tensor(clean),
+            "task": row["task"],
+            "sigma": _sigma(row["sigma"]),
+            "name": name,
+            "dataset": row["dataset"],
+        }

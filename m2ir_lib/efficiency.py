@@ -38,8 +38,10 @@ from m2ir_lib.config import MODEL_PRESETS, M2IRConfig
 from m2ir_lib.model import M2IR, ZeroPrior
 
 DACLIP_MODES = ("none", "mlp", "daclip")
-CONVENTION = ("ptflops 0.7.5 pytorch MACs, batch 1; experts dense; channel-attention q·kᵀ and "
-              "A·v excluded (attention_macs); DA-CLIP image path counted once")
+CONVENTION = (
+    "ptflops 0.7.5 pytorch MACs, batch 1; experts dense; channel-attention q·kᵀ and "
+    "A·v excluded (attention_macs); DA-CLIP image path counted once"
+)
 
 
 # --------------------------------------------------------------------- The models of Table XIII
@@ -54,12 +56,18 @@ def resolve_config(cfg_or_name: M2IRConfig | str) -> M2IRConfig:
 
 def baseline_config(cfg_or_name: M2IRConfig | str = "paper") -> M2IRConfig:
     """Restormer-style baseline: plain Transformer blocks, no ADEC (Table VII's all-off row)."""
-    return dataclasses.replace(resolve_config(cfg_or_name), block="transformer", prior="none",
-                               special_experts=False, shared_expert=False)
+    return dataclasses.replace(
+        resolve_config(cfg_or_name),
+        block="transformer",
+        prior="none",
+        special_experts=False,
+        shared_expert=False,
+    )
 
 
-def build_variant(cfg_or_name: M2IRConfig | str, daclip: str = "none",
-                  daclip_cfg: str | dict | None = None) -> M2IR:
+def build_variant(
+    cfg_or_name: M2IRConfig | str, daclip: str = "none", daclip_cfg: str | dict | None = None
+) -> M2IR:
     """M²IR with random weights and the chosen prior module (for counting and timing only).
 
     Args:
@@ -91,22 +99,28 @@ def build_variant(cfg_or_name: M2IRConfig | str, daclip: str = "none",
 def table_xiii_models(cfg_or_name: M2IRConfig | str = "paper") -> dict[str, tuple[M2IRConfig, str]]:
     """The rows measured for Table XIII: name -> (config, daclip mode)."""
     cfg = resolve_config(cfg_or_name)
-    return {"M²IR": (cfg, "daclip"), "M²IR (w/o DA-CLIP)": (cfg, "none"),
-            "Restormer-style baseline": (baseline_config(cfg), "none")}
+    return {
+        "M²IR": (cfg, "daclip"),
+        "M²IR (w/o DA-CLIP)": (cfg, "none"),
+        "Restormer-style baseline": (baseline_config(cfg), "none"),
+    }
 
 
 # ------------------------------------------------------------------------------------- Counting
 def _image(size, device="cpu", batch=1, seed=0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)   # a fixed image: routing, hence nothing, varies
+    gen = torch.Generator().manual_seed(seed)  # a fixed image: routing, hence nothing, varies
     return torch.rand(batch, 3, *size, generator=gen).to(device)
 
 
 @contextlib.contextmanager
 def _ptflops_paused():
     """Undo ptflops' functional patches for the duration (they are restored afterwards)."""
-    saved = [(owner, name, fn) for owner in (torch, torch.Tensor, F)  # ptflops' wrappers keep .op
-             for name, fn in list(vars(owner).items())
-             if getattr(fn, "__module__", None) == "ptflops.pytorch_engine" and hasattr(fn, "op")]
+    saved = [
+        (owner, name, fn)
+        for owner in (torch, torch.Tensor, F)  # ptflops' wrappers keep .op
+        for name, fn in list(vars(owner).items())
+        if getattr(fn, "__module__", None) == "ptflops.pytorch_engine" and hasattr(fn, "op")
+    ]
     for owner, name, fn in saved:
         setattr(owner, name, fn.op)
     try:
@@ -122,7 +136,7 @@ def _attention_counted():
     original, counter = model_lib.channel_attention, [0]
 
     def counted(q, k, v, temperature):
-        b, heads, c, n = q.shape                 # (B, heads, C/heads, HW)
+        b, heads, c, n = q.shape  # (B, heads, C/heads, HW)
         counter[0] += 2 * b * heads * c * c * n  # q·kᵀ and A·v, c·c·HW MACs each per head
         with _ptflops_paused():
             return original(q, k, v, temperature)
@@ -140,8 +154,14 @@ def _ptflops_macs(module: nn.Module, size, device) -> int:
     log = io.StringIO()
     with torch.no_grad():
         macs, _ = get_model_complexity_info(
-            module, (3, *size), as_strings=False, print_per_layer_stat=False, backend="pytorch",
-            input_constructor=lambda _: _image(size, device), ost=log)
+            module,
+            (3, *size),
+            as_strings=False,
+            print_per_layer_stat=False,
+            backend="pytorch",
+            input_constructor=lambda _: _image(size, device),
+            ost=log,
+        )
     if macs is None:
         raise RuntimeError(f"ptflops failed on {type(module).__name__}: {log.getvalue()}")
     return int(macs)
@@ -153,7 +173,7 @@ class _ImagePathOnce(nn.Module):
     def __init__(self, prior: nn.Module):
         super().__init__()
         self.control, self.visual = prior.daclip.visual_control, prior.daclip.clip.visual
-        self._prior = (prior,)                    # a tuple: not registered as a submodule
+        self._prior = (prior,)  # a tuple: not registered as a submodule
 
     def forward(self, image):
         return self._prior[0](image)
@@ -178,8 +198,8 @@ def complexity_of(model: M2IR, size=(480, 720)) -> dict:
     prior = model.prior_encoder
     try:
         for m, _ in saved_dispatch:
-            m.dispatch = "dense"                  # the convention counts every expert
-        if prior is not None:                     # network and prior are counted apart
+            m.dispatch = "dense"  # the convention counts every expert
+        if prior is not None:  # network and prior are counted apart
             model.prior_encoder = ZeroPrior(cfg.prior_dim + len(cfg.prompts))
         with _attention_counted() as attention:
             net_macs = _ptflops_macs(model, size, device)
@@ -187,13 +207,19 @@ def complexity_of(model: M2IR, size=(480, 720)) -> dict:
         model.prior_encoder = prior
         for m, d in saved_dispatch:
             m.dispatch = d
-    out = {"net_params": _n_params(model) - _n_params(prior), "net_macs": net_macs,
-           "attention_macs": attention[0], "prior": type(prior).__name__ if prior else "none",
-           "prior_params": _n_params(prior), "prior_macs": 0}
+    out = {
+        "net_params": _n_params(model) - _n_params(prior),
+        "net_macs": net_macs,
+        "attention_macs": attention[0],
+        "prior": type(prior).__name__ if prior else "none",
+        "prior_params": _n_params(prior),
+        "prior_macs": 0,
+    }
     if prior is not None and not isinstance(prior, ZeroPrior):
         is_daclip = hasattr(prior, "daclip")
-        out["prior_macs"] = _ptflops_macs(_ImagePathOnce(prior) if is_daclip else prior, size,
-                                          device)
+        out["prior_macs"] = _ptflops_macs(
+            _ImagePathOnce(prior) if is_daclip else prior, size, device
+        )
         if is_daclip:  # ptflops on the module as registered: the alias doubles the visual tower
             with contextlib.redirect_stdout(io.StringIO()):  # ptflops prints alias warnings
                 out["prior_macs_ptflops_aliased"] = _ptflops_macs(prior, size, device)
@@ -203,8 +229,12 @@ def complexity_of(model: M2IR, size=(480, 720)) -> dict:
     return out
 
 
-def count_complexity(cfg_or_name: M2IRConfig | str, daclip: str = "none", size=(480, 720),
-                     daclip_cfg: str | dict | None = None) -> dict:
+def count_complexity(
+    cfg_or_name: M2IRConfig | str,
+    daclip: str = "none",
+    size=(480, 720),
+    daclip_cfg: str | dict | None = None,
+) -> dict:
     """Params / MACs / attention MACs of Table XIII for one model variant (on CPU).
 
     Args:
@@ -220,8 +250,13 @@ def count_complexity(cfg_or_name: M2IRConfig | str, daclip: str = "none", size=(
     model = build_variant(cfg_or_name, daclip, daclip_cfg)
     out = complexity_of(model, tuple(size))
     name = cfg_or_name if isinstance(cfg_or_name, str) else "custom"
-    out.update(config=name, daclip=daclip, size=list(size), convention=CONVENTION,
-               seconds=round(time.perf_counter() - start, 1))
+    out.update(
+        config=name,
+        daclip=daclip,
+        size=list(size),
+        convention=CONVENTION,
+        seconds=round(time.perf_counter() - start, 1),
+    )
     return out
 
 
@@ -230,9 +265,16 @@ def _autocast(device, amp_dtype):
     return torch.autocast(torch.device(device).type, amp_dtype, enabled=amp_dtype is not None)
 
 
-def measure_latency(model: nn.Module, size=(480, 720), device="cpu", warmup: int = 1,
-                    repeats: int = 3, batch: int = 1, amp_dtype: torch.dtype | None = None,
-                    channels_last: bool = False) -> float:
+def measure_latency(
+    model: nn.Module,
+    size=(480, 720),
+    device="cpu",
+    warmup: int = 1,
+    repeats: int = 3,
+    batch: int = 1,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> float:
     """Median forward time in ms (no_grad, eval; CUDA synchronised around each call).
 
     Args:
@@ -268,8 +310,9 @@ def _proc_status_mb(field: str) -> float | None:
         return None
 
 
-def peak_memory(model: nn.Module, size=(480, 720), device="cpu",
-                amp_dtype: torch.dtype | None = None) -> dict:
+def peak_memory(
+    model: nn.Module, size=(480, 720), device="cpu", amp_dtype: torch.dtype | None = None
+) -> dict:
     """Peak memory of one no_grad forward in this process, in MB (and its increase).
 
     CPU: VmHWM, reset just before the call (tracemalloc cannot see torch's allocator); the
@@ -286,7 +329,7 @@ def peak_memory(model: nn.Module, size=(480, 720), device="cpu",
         before = torch.cuda.memory_allocated(device) / 2**20
     else:
         with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-            f.write("5")                          # proc(5): resets VmHWM to the current RSS
+            f.write("5")  # proc(5): resets VmHWM to the current RSS
         before = _proc_status_mb("VmRSS")
     with torch.no_grad(), _autocast(device, amp_dtype):
         model(x)
@@ -309,24 +352,49 @@ print(_proc_status_mb("VmHWM"))
 """  # not ru_maxrss: Linux carries the parent's peak into it across fork + exec
 
 
-def cpu_peak_rss_mb(cfg_or_name: M2IRConfig | str, daclip: str = "none", size=(480, 720),
-                    daclip_cfg: str | dict | None = None, threads: int = 1) -> float:
+def cpu_peak_rss_mb(
+    cfg_or_name: M2IRConfig | str,
+    daclip: str = "none",
+    size=(480, 720),
+    daclip_cfg: str | dict | None = None,
+    threads: int = 1,
+) -> float:
     """Peak resident memory (MB) of a fresh Python process that builds the model (random
     weights) and runs one no_grad CPU forward: Table XIII's "CPU" column, runtime included."""
-    arg = json.dumps({"cfg": dataclasses.asdict(resolve_config(cfg_or_name)), "daclip": daclip,
-                      "daclip_cfg": daclip_cfg, "size": list(size), "threads": threads})
+    arg = json.dumps(
+        {
+            "cfg": dataclasses.asdict(resolve_config(cfg_or_name)),
+            "daclip": daclip,
+            "daclip_cfg": daclip_cfg,
+            "size": list(size),
+            "threads": threads,
+        }
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", _RSS_PROBE, arg], capture_output=True,
-                          text=True, env=env, cwd=root, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, arg],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"memory probe failed: {done.stderr[-2000:]}")
     return float(done.stdout.split()[-1])
 
 
-def efficiency_table(models: dict | None = None, size=(480, 720), device="cpu", repeats: int = 3,
-                     warmup: int = 1, count: bool = True, amp_dtype: torch.dtype | None = None,
-                     daclip_cfg: str | dict | None = None):
+def efficiency_table(
+    models: dict | None = None,
+    size=(480, 720),
+    device="cpu",
+    repeats: int = 3,
+    warmup: int = 1,
+    count: bool = True,
+    amp_dtype: torch.dtype | None = None,
+    daclip_cfg: str | dict | None = None,
+):
     """Table XIII for our models: Params, MACs, attention MACs, latency, CPU/GPU memory.
 
     Args:
@@ -347,20 +415,28 @@ def efficiency_table(models: dict | None = None, size=(480, 720), device="cpu", 
     rows = []
     for name, (cfg, mode) in (models or table_xiii_models()).items():
         model = build_variant(cfg, mode, daclip_cfg).to(device).eval()
-        row = {"method": name, "daclip": mode,
-               "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
+        row = {
+            "method": name,
+            "daclip": mode,
+            "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        }
         if count:  # FLOPs column = MACs, as the paper reports them (arch.md §0)
             c = complexity_of(model, tuple(size))
             row.update(macs_G=c["macs"] / 1e9, attention_macs_G=c["attention_macs"] / 1e9)
-        row["latency_ms"] = measure_latency(model, size, device, warmup, repeats,
-                                              amp_dtype=amp_dtype)
+        row["latency_ms"] = measure_latency(
+            model, size, device, warmup, repeats, amp_dtype=amp_dtype
+        )
         cuda = torch.device(device).type == "cuda"
-        row["cpu_mb"] = None if cuda else cpu_peak_rss_mb(cfg, mode, size, daclip_cfg,
-                                                                   torch.get_num_threads())
-        row["gpu_mb"] = peak_memory(model, size, device, amp_dtype)["gpu_peak_mb"] \
-            if cuda else None
-        row.update(device=_device_name(device), threads=torch.get_num_threads(),
-                   size=f"{size[1]}x{size[0]}", dtype=str(amp_dtype or torch.float32))
+        row["cpu_mb"] = (
+            None if cuda else cpu_peak_rss_mb(cfg, mode, size, daclip_cfg, torch.get_num_threads())
+        )
+        row["gpu_mb"] = peak_memory(model, size, device, amp_dtype)["gpu_peak_mb"] if cuda else None
+        row.update(
+            device=_device_name(device),
+            threads=torch.get_num_threads(),
+            size=f"{size[1]}x{size[0]}",
+            dtype=str(amp_dtype or torch.float32),
+        )
         rows.append(row)
         del model
         gc.collect()

@@ -20,11 +20,11 @@ from m2ir_lib.daclip import (
 )
 
 TINY = "m2ir-test-tiny-clip"
-TINY_CFG = {"embed_dim": 64,
-            "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8,
-                           "head_width": 32},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2,
-                         "layers": 2}}
+TINY_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
 PROMPTS = ("hazy", "noisy", "rainy")
 
 
@@ -133,14 +133,14 @@ def test_prior_shape_and_text_tower_runs_once(tiny_name, monkeypatch):
 
     monkeypatch.setattr(daclip, "encode_text", no_text)
     monkeypatch.setattr(daclip.clip, "encode_text", no_text)
-    prior.train()                                 # the enclosing model trains; DA-CLIP must not
+    prior.train()  # the enclosing model trains; DA-CLIP must not
     assert not prior.daclip.training
     image = torch.rand(2, 3, 48, 40, requires_grad=True)
     p = prior(image)
     assert p.shape == (2, 64 + 3) and not p.requires_grad
     torch.testing.assert_close(p[:, :64].norm(dim=1), torch.ones(2))
     torch.testing.assert_close(p[:, 64:].sum(dim=1), torch.ones(2))
-    assert not torch.equal(p[0], p[1])            # depends on the image
+    assert not torch.equal(p[0], p[1])  # depends on the image
 
 
 def test_prior_rejects_bad_input(tiny_name):

@@ -33,8 +33,12 @@ def _png16(path, a):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2}[c], 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
-                     chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _rgb(h, w, seed=0):
@@ -44,6 +48,7 @@ def _rgb(h, w, seed=0):
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
+
 
 def test_load_image_converts_gray_rgba_palette_and_16bit(tmp_path):
     gray = np.arange(48, dtype=np.uint8).reshape(6, 8)
@@ -105,6 +110,7 @@ def test_noise_formula_truncates_like_the_peers():
 # Manifests
 # ---------------------------------------------------------------------------------------------
 
+
 def _write(tmp_path, rows, name="m.csv"):
     path = tmp_path / name
     pd.DataFrame(rows, columns=COLS).to_csv(path, index=False)
@@ -112,8 +118,10 @@ def _write(tmp_path, rows, name="m.csv"):
 
 
 def test_read_manifest_validates(tmp_path):
-    ok = _write(tmp_path, [("train", "denoise", "", "c.png", 25, "x"),
-                           ("test", "derain", "d.png", "c.png", "", "x")])
+    ok = _write(
+        tmp_path,
+        [("train", "denoise", "", "c.png", 25, "x"), ("test", "derain", "d.png", "c.png", "", "x")],
+    )
     df = read_manifest(ok)
     assert df["degraded_path"].tolist() == ["", "d.png"]
     assert df["sigma"].iloc[0] == 25 and np.isnan(df["sigma"].iloc[1])
@@ -134,15 +142,18 @@ def test_read_manifest_validates(tmp_path):
 # Training set
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def pairs(tmp_path):
     """Two 70×90 images (cropped to 64×80), a derain pair whose degraded file is the clean
     image itself (so alignment is checkable) and a denoising row."""
     for i in range(2):
         Image.fromarray(_rgb(70, 90, i)).save(tmp_path / f"c{i}.png")
-    rows = [("train", "derain", "c0.png", "c0.png", "", "x"),
-            ("train", "denoise", "", "c1.png", 50, "x"),
-            ("test", "derain", "c0.png", "c0.png", "", "x")]
+    rows = [
+        ("train", "derain", "c0.png", "c0.png", "", "x"),
+        ("train", "denoise", "", "c1.png", 50, "x"),
+        ("test", "derain", "c0.png", "c0.png", "", "x"),
+    ]
     return tmp_path, _write(tmp_path, rows)
 
 
@@ -206,6 +217,7 @@ def test_root_is_required(pairs, monkeypatch):
 # Evaluation set
 # ---------------------------------------------------------------------------------------------
 
+
 def _peer_noisy(root, files, sigmas):
     """What PromptIR's test.py feeds the network: one np.random stream after seed(0)."""
     np.random.seed(0)
@@ -213,8 +225,9 @@ def _peer_noisy(root, files, sigmas):
     for sigma in sigmas:
         for f in sorted(files):
             clean = crop_to_multiple(np.array(Image.open(root / f).convert("RGB")))
-            out[f, sigma] = np.clip(clean + np.random.randn(*clean.shape) * sigma, 0,
-                                    255).astype(np.uint8)
+            out[f, sigma] = np.clip(clean + np.random.randn(*clean.shape) * sigma, 0, 255).astype(
+                np.uint8
+            )
     return out
 
 

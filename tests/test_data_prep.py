@@ -34,12 +34,21 @@ def _tree(root, pairs, **kw):
 @pytest.fixture
 def shrink(monkeypatch):
     """Published counts → n for the named parts (fake trees are small)."""
+
     def apply(*parts, n=N):
         for part in parts:
-            layouts = [dataclasses.replace(lay, sources=tuple(
-                dataclasses.replace(s, expected=n if s.expected else None) for s in lay.sources))
-                for lay in adapters.LAYOUTS[part]]
+            layouts = [
+                dataclasses.replace(
+                    lay,
+                    sources=tuple(
+                        dataclasses.replace(s, expected=n if s.expected else None)
+                        for s in lay.sources
+                    ),
+                )
+                for lay in adapters.LAYOUTS[part]
+            ]
             monkeypatch.setitem(adapters.LAYOUTS, part, layouts)
+
     return apply
 
 
@@ -51,54 +60,151 @@ def _run(root, tmp_path, command, **kw):
 R = range(1, N + 1)
 # (part, layout name prefix, file pairs) in each published naming
 TREES = [
-    ("rain100l-train", "PromptIR", [(f"Train/Derain/rainy/rain-{i}.png",
-                                     f"Train/Derain/gt/norain-{i}.png") for i in R]),
-    ("rain100l-train", "MoCE", [(f"deraining/RainTrainL/rainy/rain-{i}.png",
-                                 f"deraining/RainTrainL/gt/norain-{i}.png") for i in R]),
-    ("rain100l-train", "original release (rain-N",
-     [(f"RainTrainL/rain-{i}.png", f"RainTrainL/norain-{i}.png") for i in R] +
-     [(f"RainTrainL/rainstreak-{i}.png", f"RainTrainL/norain-{i}.png") for i in R]),
-    ("rain100l-test", "PromptIR", [(f"test/derain/Rain100L/input/{i}.png",
-                                    f"test/derain/Rain100L/target/{i}.png") for i in R]),
-    ("rain100l-test", "PromptIR", [(f"data/test/derain/Rain100L/input/rain-{i:03d}.png",
-                                    f"data/test/derain/Rain100L/target/norain-{i:03d}.png")
-                                   for i in R]),
-    ("rain100l-test", "original release (rain-N",
-     [(f"Rain100L/rain-{i:03d}.png", f"Rain100L/norain-{i:03d}.png") for i in R]),
-    ("sots", "PromptIR", [(f"test/dehaze/input/{i:04d}_0.8_0.2.jpg",
-                           f"test/dehaze/target/{i:04d}.png") for i in R]),
-    ("sots", "MoCE", [(f"dehazing/SOTS/outdoor/hazy/{i:04d}_1_0.16.jpg",
-                       f"dehazing/SOTS/outdoor/gt/{i:04d}.png") for i in R]),
-    ("sots", "original", [(f"SOTS/outdoor/hazy/{i:04d}_0.9_0.08.jpg",
-                           f"SOTS/outdoor/gt/{i:04d}.png") for i in R]),
-    ("ots", "MoCE", [(f"dehazing/RESIDE/part{i}/{i:04d}_0.8_0.2.jpg",
-                      f"dehazing/RESIDE/clear/{i:04d}.jpg") for i in R]),
-    ("ots", "original", [(f"OTS_BETA/haze/part1/{i:04d}_1_0.04.jpg",
-                          f"OTS_BETA/clear/{i:04d}.jpg") for i in R]),
-    ("gopro-train", "MoCE-IR (pre-cropped", [(f"deblurring/GoPro/crop/train/input_crops/{i}.png",
-                                             f"deblurring/GoPro/crop/train/target_crops/{i}.png")
-                                            for i in R]),
-    ("gopro-train", "AdaIR", [(f"Train/Deblur/blur/GOPR0372_07_00_{i:06d}.png",
-                               f"Train/Deblur/sharp/GOPR0372_07_00_{i:06d}.png") for i in R]),
-    ("gopro-test", "MoCE", [(f"deblurring/GoPro/test/input/GOPR0384_11_00_{i:06d}.png",
-                             f"deblurring/GoPro/test/target/GOPR0384_11_00_{i:06d}.png")
-                            for i in R]),
-    ("gopro-test", "MPRNet", [(f"GoPro/test/input/{i}.png", f"GoPro/test/target/{i}.png")
-                              for i in R]),
-    ("lol-train", "AdaIR", [(f"Train/Enhance/low/{i}.png", f"Train/Enhance/gt/{i}.png")
-                            for i in R]),
-    ("lol-train", "original", [(f"LOLdataset/our485/low/{i}.png",
-                                f"LOLdataset/our485/high/{i}.png") for i in R]),
-    ("lol-test", "MoCE", [(f"llie/LOLv1/Test/input/{i}.png", f"llie/LOLv1/Test/target/{i}.png")
-                          for i in R]),
+    (
+        "rain100l-train",
+        "PromptIR",
+        [(f"Train/Derain/rainy/rain-{i}.png", f"Train/Derain/gt/norain-{i}.png") for i in R],
+    ),
+    (
+        "rain100l-train",
+        "MoCE",
+        [
+            (f"deraining/RainTrainL/rainy/rain-{i}.png", f"deraining/RainTrainL/gt/norain-{i}.png")
+            for i in R
+        ],
+    ),
+    (
+        "rain100l-train",
+        "original release (rain-N",
+        [(f"RainTrainL/rain-{i}.png", f"RainTrainL/norain-{i}.png") for i in R]
+        + [(f"RainTrainL/rainstreak-{i}.png", f"RainTrainL/norain-{i}.png") for i in R],
+    ),
+    (
+        "rain100l-test",
+        "PromptIR",
+        [
+            (f"test/derain/Rain100L/input/{i}.png", f"test/derain/Rain100L/target/{i}.png")
+            for i in R
+        ],
+    ),
+    (
+        "rain100l-test",
+        "PromptIR",
+        [
+            (
+                f"data/test/derain/Rain100L/input/rain-{i:03d}.png",
+                f"data/test/derain/Rain100L/target/norain-{i:03d}.png",
+            )
+            for i in R
+        ],
+    ),
+    (
+        "rain100l-test",
+        "original release (rain-N",
+        [(f"Rain100L/rain-{i:03d}.png", f"Rain100L/norain-{i:03d}.png") for i in R],
+    ),
+    (
+        "sots",
+        "PromptIR",
+        [(f"test/dehaze/input/{i:04d}_0.8_0.2.jpg", f"test/dehaze/target/{i:04d}.png") for i in R],
+    ),
+    (
+        "sots",
+        "MoCE",
+        [
+            (
+                f"dehazing/SOTS/outdoor/hazy/{i:04d}_1_0.16.jpg",
+                f"dehazing/SOTS/outdoor/gt/{i:04d}.png",
+            )
+            for i in R
+        ],
+    ),
+    (
+        "sots",
+        "original",
+        [(f"SOTS/outdoor/hazy/{i:04d}_0.9_0.08.jpg", f"SOTS/outdoor/gt/{i:04d}.png") for i in R],
+    ),
+    (
+        "ots",
+        "MoCE",
+        [
+            (f"dehazing/RESIDE/part{i}/{i:04d}_0.8_0.2.jpg", f"dehazing/RESIDE/clear/{i:04d}.jpg")
+            for i in R
+        ],
+    ),
+    (
+        "ots",
+        "original",
+        [(f"OTS_BETA/haze/part1/{i:04d}_1_0.04.jpg", f"OTS_BETA/clear/{i:04d}.jpg") for i in R],
+    ),
+    (
+        "gopro-train",
+        "MoCE-IR (pre-cropped",
+        [
+            (
+                f"deblurring/GoPro/crop/train/input_crops/{i}.png",
+                f"deblurring/GoPro/crop/train/target_crops/{i}.png",
+            )
+            for i in R
+        ],
+    ),
+    (
+        "gopro-train",
+        "AdaIR",
+        [
+            (
+                f"Train/Deblur/blur/GOPR0372_07_00_{i:06d}.png",
+                f"Train/Deblur/sharp/GOPR0372_07_00_{i:06d}.png",
+            )
+            for i in R
+        ],
+    ),
+    (
+        "gopro-test",
+        "MoCE",
+        [
+            (
+                f"deblurring/GoPro/test/input/GOPR0384_11_00_{i:06d}.png",
+                f"deblurring/GoPro/test/target/GOPR0384_11_00_{i:06d}.png",
+            )
+            for i in R
+        ],
+    ),
+    (
+        "gopro-test",
+        "MPRNet",
+        [(f"GoPro/test/input/{i}.png", f"GoPro/test/target/{i}.png") for i in R],
+    ),
+    (
+        "lol-train",
+        "AdaIR",
+        [(f"Train/Enhance/low/{i}.png", f"Train/Enhance/gt/{i}.png") for i in R],
+    ),
+    (
+        "lol-train",
+        "original",
+        [(f"LOLdataset/our485/low/{i}.png", f"LOLdataset/our485/high/{i}.png") for i in R],
+    ),
+    (
+        "lol-test",
+        "MoCE",
+        [(f"llie/LOLv1/Test/input/{i}.png", f"llie/LOLv1/Test/target/{i}.png") for i in R],
+    ),
     ("lol-test", "original", [(f"eval15/low/{i}.png", f"eval15/high/{i}.png") for i in R]),
     ("bsd68", "PromptIR", [(None, f"test/denoise/bsd68/{3000 + i}.jpg") for i in R]),
-    ("bsd68", "CBSD68 release", [(None, f"CBSD68/original_png/{i:04d}.png") for i in R] +
-     [(None, f"CBSD68/noisy25/{i:04d}.png") for i in R]),
+    (
+        "bsd68",
+        "CBSD68 release",
+        [(None, f"CBSD68/original_png/{i:04d}.png") for i in R]
+        + [(None, f"CBSD68/noisy25/{i:04d}.png") for i in R],
+    ),
     ("urban100", "PromptIR", [(None, f"test/denoise/urban100/img_{i:03d}.png") for i in R]),
     ("kodak24", "flat", [(None, f"Kodak24/kodim{i:02d}.png") for i in R]),
-    ("csd-train", "CSD/train2500", [(f"CSD/train2500/Snow/{i}.tif", f"CSD/train2500/Gt/{i}.tif")
-                                    for i in R]),
+    (
+        "csd-train",
+        "CSD/train2500",
+        [(f"CSD/train2500/Snow/{i}.tif", f"CSD/train2500/Gt/{i}.tif") for i in R],
+    ),
     ("csd-train", "CSD/Train", [(f"CSD/Train/Snow/{i}.png", f"CSD/Train/Gt/{i}.png") for i in R]),
     ("csd-test", "CSD/Test", [(f"CSD/Test/Snow/{i}.tif", f"CSD/Test/Gt/{i}.tif") for i in R]),
 ]
@@ -127,11 +233,17 @@ def test_each_published_layout_is_recognised(tmp_path, shrink, part, layout, pai
 
 
 def test_ots_pairs_every_hazy_file_with_its_scene(tmp_path, shrink):
-    hazy = [(f"Train/Dehaze/synthetic/part{1 + i % 4}/{i:04d}_{a}_{b}.jpg",
-             f"Train/Dehaze/original/{i:04d}.jpg") for i in R for a, b in (("0.8", "0.2"),
-                                                                          ("1", "0.04"))]
-    sots = [(f"test/dehaze/input/{i:04d}_0.8_0.2.jpg", f"test/dehaze/target/{i:04d}.png")
-            for i in R]
+    hazy = [
+        (
+            f"Train/Dehaze/synthetic/part{1 + i % 4}/{i:04d}_{a}_{b}.jpg",
+            f"Train/Dehaze/original/{i:04d}.jpg",
+        )
+        for i in R
+        for a, b in (("0.8", "0.2"), ("1", "0.04"))
+    ]
+    sots = [
+        (f"test/dehaze/input/{i:04d}_0.8_0.2.jpg", f"test/dehaze/target/{i:04d}.png") for i in R
+    ]
     _tree(tmp_path, hazy + sots)
     shrink("sots")
     shrink("ots", n=2 * N)
@@ -139,16 +251,22 @@ def test_ots_pairs_every_hazy_file_with_its_scene(tmp_path, shrink):
     df = read_manifest(res.manifests["reside"])
     train = df[df["split"] == "train"]
     assert len(train) == 2 * N and train["clean_path"].str.contains("original/0001.jpg").sum() == 2
-    assert (train["degraded_path"].str.split("/").str[-1].str[:4] ==
-            train["clean_path"].str.split("/").str[-1].str[:4]).all()
+    assert (
+        train["degraded_path"].str.split("/").str[-1].str[:4]
+        == train["clean_path"].str.split("/").str[-1].str[:4]
+    ).all()
 
 
 DENOISE_TREES = {  # WED and BSD400 (names with and without the list's 'a' prefix)
-    "PromptIR": ("Train/Denoise/{:05d}.bmp", ["Train/Denoise/a247012.jpg",
-                                              "Train/Denoise/6046.jpg", "Train/Denoise/2018.jpg"]),
+    "PromptIR": (
+        "Train/Denoise/{:05d}.bmp",
+        ["Train/Denoise/a247012.jpg", "Train/Denoise/6046.jpg", "Train/Denoise/2018.jpg"],
+    ),
     "MoCE-IR": ("denoising/WaterlooED/{:05d}.bmp", [f"denoising/BSD400/{i}.jpg" for i in R]),
-    "original": ("exploration_database_and_code/pristine_images/{:05d}.bmp",
-                 [f"BSD400/test_{i:03d}.png" for i in R]),
+    "original": (
+        "exploration_database_and_code/pristine_images/{:05d}.bmp",
+        [f"BSD400/test_{i:03d}.png" for i in R],
+    ),
 }
 
 
@@ -166,12 +284,24 @@ def test_denoise_training_set_keeps_bsd400_and_wed_and_three_sigmas(tmp_path, sh
 
 
 def test_gopro_sequence_folders_pair_by_sequence_and_frame(tmp_path, shrink):
-    pairs = [(f"GOPRO_Large/train/{seq}/blur/{f:06d}.png", f"GOPRO_Large/train/{seq}/sharp/"
-              f"{f:06d}.png") for seq in ("GOPR0372_07_00", "GOPR0374_11_00") for f in (1, 2)]
-    pairs += [("GOPRO_Large/train/GOPR0372_07_00/blur_gamma/000001.png",
-               "GOPRO_Large/train/GOPR0372_07_00/sharp/000001.png")]
-    pairs += [(f"GOPRO_Large/test/GOPR0384_11_00/blur/{f:06d}.png",
-               f"GOPRO_Large/test/GOPR0384_11_00/sharp/{f:06d}.png") for f in R]
+    pairs = [
+        (f"GOPRO_Large/train/{seq}/blur/{f:06d}.png", f"GOPRO_Large/train/{seq}/sharp/{f:06d}.png")
+        for seq in ("GOPR0372_07_00", "GOPR0374_11_00")
+        for f in (1, 2)
+    ]
+    pairs += [
+        (
+            "GOPRO_Large/train/GOPR0372_07_00/blur_gamma/000001.png",
+            "GOPRO_Large/train/GOPR0372_07_00/sharp/000001.png",
+        )
+    ]
+    pairs += [
+        (
+            f"GOPRO_Large/test/GOPR0384_11_00/blur/{f:06d}.png",
+            f"GOPRO_Large/test/GOPR0384_11_00/sharp/{f:06d}.png",
+        )
+        for f in R
+    ]
     _tree(tmp_path, pairs)
     shrink("gopro-train", n=4)
     shrink("gopro-test")
@@ -182,8 +312,12 @@ def test_gopro_sequence_folders_pair_by_sequence_and_frame(tmp_path, shrink):
 
 
 def test_cdd11_all_types_train_and_test(tmp_path, shrink):
-    pairs = [(f"{base}/{t}/{i:06d}.png", f"{base}/clear/{i:06d}.png")
-             for base in ("cdd11/train", "CDD-11_test") for t in CDD11_TYPES for i in R]
+    pairs = [
+        (f"{base}/{t}/{i:06d}.png", f"{base}/clear/{i:06d}.png")
+        for base in ("cdd11/train", "CDD-11_test")
+        for t in CDD11_TYPES
+        for i in R
+    ]
     _tree(tmp_path, pairs)
     shrink("cdd11-train", "cdd11-test")
     res = _run(tmp_path, tmp_path, "cdd11")
@@ -193,8 +327,11 @@ def test_cdd11_all_types_train_and_test(tmp_path, shrink):
 
 
 def test_cdd11_missing_type_is_refused(tmp_path, shrink):
-    pairs = [(f"CDD-11/test/{t}/{i:06d}.png", f"CDD-11/test/clear/{i:06d}.png")
-             for t in CDD11_TYPES[:-1] for i in R]
+    pairs = [
+        (f"CDD-11/test/{t}/{i:06d}.png", f"CDD-11/test/clear/{i:06d}.png")
+        for t in CDD11_TYPES[:-1]
+        for i in R
+    ]
     _tree(tmp_path, pairs)
     shrink("cdd11-test")
     with pytest.raises(LayoutError, match="low_haze_snow"):
@@ -202,42 +339,61 @@ def test_cdd11_missing_type_is_refused(tmp_path, shrink):
 
 
 def test_3d_and_5d_settings(tmp_path, shrink):
-    parts = {"wed-bsd400": [(None, f"Train/Denoise/{i:05d}.bmp") for i in R] +
-             [(None, f"Train/Denoise/{i}.jpg") for i in R],
-             "rain100l-train": _t("rain100l-train", "PromptIR"),
-             "rain100l-test": _t("rain100l-test", "original release (rain-N"),
-             "ots": [(f"Train/Dehaze/synthetic/part1/{i:04d}_1_0.2.jpg",
-                      f"Train/Dehaze/original/{i:04d}.jpg") for i in R],
-             "sots": _t("sots", "PromptIR"), "bsd68": _t("bsd68", "PromptIR"),
-             "gopro-train": _t("gopro-train", "AdaIR"),
-             "gopro-test": [(f"test/deblur/gopro/input/{i}.png", f"test/deblur/gopro/target/"
-                             f"{i}.png") for i in R],
-             "lol-train": _t("lol-train", "AdaIR"),
-             "lol-test": [(f"test/enhance/lol/input/{i}.png", f"test/enhance/lol/target/{i}.png")
-                          for i in R]}
+    parts = {
+        "wed-bsd400": [(None, f"Train/Denoise/{i:05d}.bmp") for i in R]
+        + [(None, f"Train/Denoise/{i}.jpg") for i in R],
+        "rain100l-train": _t("rain100l-train", "PromptIR"),
+        "rain100l-test": _t("rain100l-test", "original release (rain-N"),
+        "ots": [
+            (
+                f"Train/Dehaze/synthetic/part1/{i:04d}_1_0.2.jpg",
+                f"Train/Dehaze/original/{i:04d}.jpg",
+            )
+            for i in R
+        ],
+        "sots": _t("sots", "PromptIR"),
+        "bsd68": _t("bsd68", "PromptIR"),
+        "gopro-train": _t("gopro-train", "AdaIR"),
+        "gopro-test": [
+            (f"test/deblur/gopro/input/{i}.png", f"test/deblur/gopro/target/{i}.png") for i in R
+        ],
+        "lol-train": _t("lol-train", "AdaIR"),
+        "lol-test": [
+            (f"test/enhance/lol/input/{i}.png", f"test/enhance/lol/target/{i}.png") for i in R
+        ],
+    }
     for part, pairs in parts.items():
         _tree(tmp_path, pairs)
         shrink(part)
     d3 = read_manifest(_run(tmp_path, tmp_path, "3d").manifests["3d"])
     assert sorted(d3["task"].unique()) == ["dehaze", "denoise", "derain"]
-    assert sorted(d3[(d3["split"] == "test") & (d3["task"] == "denoise")]["sigma"].unique()) == \
-        [15, 25, 50]
+    assert sorted(d3[(d3["split"] == "test") & (d3["task"] == "denoise")]["sigma"].unique()) == [
+        15,
+        25,
+        50,
+    ]
     d5 = read_manifest(_run(tmp_path, tmp_path, "5d").manifests["5d"])
     assert {"deblur", "enhance"} <= set(d5["task"])
-    assert d5[(d5["split"] == "test") & (d5["task"] == "denoise")]["sigma"].unique().tolist() == \
-        [25]
+    assert d5[(d5["split"] == "test") & (d5["task"] == "denoise")]["sigma"].unique().tolist() == [
+        25
+    ]
 
 
 def test_weatherbench_default_and_custom_layouts(tmp_path):
-    pairs = [(f"WeatherBench/{s}/{w}/input/{i}.jpg", f"WeatherBench/{s}/{w}/target/{i}.png")
-             for s in ("train", "test") for w in ("haze", "rain", "snow") for i in R]
+    pairs = [
+        (f"WeatherBench/{s}/{w}/input/{i}.jpg", f"WeatherBench/{s}/{w}/target/{i}.png")
+        for s in ("train", "test")
+        for w in ("haze", "rain", "snow")
+        for i in R
+    ]
     _tree(tmp_path, pairs)
     with pytest.warns(PartialDataWarning):  # 18 pairs, not the published 41,402 + 600
         res = _run(tmp_path, tmp_path, "weatherbench", allow_partial=True)
     assert len(read_manifest(res.manifests["weatherbench"])) == 18
     (tmp_path / "wb.yaml").write_text(
         "base: WeatherBench\nkey: stem\ntotals: {test: 3}\npairs:\n"
-        "  - {split: test, task: desnow, degraded: test/snow/input, clean: test/snow/target}\n")
+        "  - {split: test, task: desnow, degraded: test/snow/input, clean: test/snow/target}\n"
+    )
     res = _run(tmp_path, tmp_path, "weatherbench", layout=tmp_path / "wb.yaml")
     df = read_manifest(res.manifests["weatherbench"])
     assert df["task"].unique().tolist() == ["desnow"] and len(df) == N
@@ -249,6 +405,7 @@ def test_weatherbench_default_and_custom_layouts(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------
+
 
 def test_missing_root_and_folders_show_the_expected_tree(tmp_path, capsys):
     with pytest.raises(LayoutError, match="does not exist"):
@@ -263,17 +420,24 @@ def test_missing_root_and_folders_show_the_expected_tree(tmp_path, capsys):
 
 
 def _rain_tree(root, n=N):
-    _tree(root, [(f"Train/Derain/rainy/rain-{i}.png", f"Train/Derain/gt/norain-{i}.png")
-                 for i in range(1, n + 1)] +
-          [(f"test/derain/Rain100L/input/{i}.png", f"test/derain/Rain100L/target/{i}.png")
-           for i in range(1, n + 1)])
+    _tree(
+        root,
+        [
+            (f"Train/Derain/rainy/rain-{i}.png", f"Train/Derain/gt/norain-{i}.png")
+            for i in range(1, n + 1)
+        ]
+        + [
+            (f"test/derain/Rain100L/input/{i}.png", f"test/derain/Rain100L/target/{i}.png")
+            for i in range(1, n + 1)
+        ],
+    )
 
 
 def test_unpaired_files_are_reported_and_counts_refused(tmp_path, shrink):
     _rain_tree(tmp_path)
     shrink("rain100l-train", "rain100l-test")
-    _img(tmp_path / "Train/Derain/rainy/rain-9.png")           # no clean image
-    _img(tmp_path / "test/derain/Rain100L/target/7.png")      # no degraded image
+    _img(tmp_path / "Train/Derain/rainy/rain-9.png")  # no clean image
+    _img(tmp_path / "test/derain/Rain100L/target/7.png")  # no degraded image
     (tmp_path / "test/derain/Rain100L/input/Thumbs.db").write_text("x")
     res = _run(tmp_path, tmp_path, "rain100l")  # the N real pairs still match the counts
     report = res.report.read_text()
@@ -338,8 +502,7 @@ def test_all_does_what_is_present_and_lists_the_rest(tmp_path, shrink, capsys):
     _rain_tree(tmp_path)
     _tree(tmp_path, _t("lol-train", "AdaIR") + _t("lol-test", "MoCE"))
     shrink("rain100l-train", "rain100l-test", "lol-train", "lol-test")
-    code = main(["all", "--root", str(tmp_path), "--out", str(tmp_path / "out"),
-                 "--patch", "16"])
+    code = main(["all", "--root", str(tmp_path), "--out", str(tmp_path / "out"), "--patch", "16"])
     assert code == 0
     out = tmp_path / "out"
     assert sorted(p.name for p in out.glob("*.csv")) == ["lol.csv", "rain100l.csv"]

@@ -25,11 +25,11 @@ from m2ir_lib.efficiency import (
 )
 
 SIZE = (32, 48)
-TINY_CLIP = {"embed_dim": MODEL_PRESETS["smoke"].prior_dim,  # P' width = prior_dim + T
-             "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8,
-                            "head_width": 32},
-             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2,
-                          "layers": 2}}
+TINY_CLIP = {
+    "embed_dim": MODEL_PRESETS["smoke"].prior_dim,  # P' width = prior_dim + T
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
 
 
 def test_params_and_prior_split():
@@ -87,8 +87,10 @@ def test_daclip_image_path_counted_once():
 def test_baseline_and_bad_arguments():
     base = baseline_config("smoke")
     assert base.block == "transformer" and not base.has_adec
-    assert count_complexity(base, "none", SIZE)["params"] < count_complexity(
-        "smoke", "none", SIZE)["params"]
+    assert (
+        count_complexity(base, "none", SIZE)["params"]
+        < count_complexity("smoke", "none", SIZE)["params"]
+    )
     with pytest.raises(ValueError, match="known"):
         count_complexity("huge")
     with pytest.raises(ValueError, match="daclip"):
@@ -105,8 +107,15 @@ def test_latency_memory_and_table():
     models = efficiency.table_xiii_models("smoke")
     table = efficiency_table(models, size=SIZE, repeats=1, warmup=0, daclip_cfg=TINY_CLIP)
     assert list(table["method"]) == ["M²IR", "M²IR (w/o DA-CLIP)", "Restormer-style baseline"]
-    assert {"params_M", "macs_G", "attention_macs_G", "latency_ms", "cpu_mb", "gpu_mb",
-            "device"} <= set(table.columns)
+    assert {
+        "params_M",
+        "macs_G",
+        "attention_macs_G",
+        "latency_ms",
+        "cpu_mb",
+        "gpu_mb",
+        "device",
+    } <= set(table.columns)
     assert table["cpu_mb"].gt(0).all() and table["gpu_mb"].isna().all()
     params = table.set_index("method")["params_M"]
     assert params["M²IR"] > params["M²IR (w/o DA-CLIP)"] > params["Restormer-style baseline"]
@@ -132,10 +141,12 @@ def test_paper_counts_match_table_xiii():
 
     paper = paper_table("XIII").set_index(["method", "metric"])["value"]
     out = count_complexity("paper", "daclip")
-    assert out["net_params"] / 1e6 == pytest.approx(paper["M²IR (w/o DA-CLIP)", "Params (M)"],
-                                                    rel=0.015)
-    assert out["net_macs"] / 1e9 == pytest.approx(paper["M²IR (w/o DA-CLIP)", "FLOPs (G)"],
-                                                  rel=0.015)
+    assert out["net_params"] / 1e6 == pytest.approx(
+        paper["M²IR (w/o DA-CLIP)", "Params (M)"], rel=0.015
+    )
+    assert out["net_macs"] / 1e9 == pytest.approx(
+        paper["M²IR (w/o DA-CLIP)", "FLOPs (G)"], rel=0.015
+    )
     assert out["params"] / 1e6 == pytest.approx(paper["M²IR", "Params (M)"], rel=0.01)
     assert out["macs"] / 1e9 == pytest.approx(paper["M²IR", "FLOPs (G)"], rel=0.015)
     assert out["prior_params"] == 246_213_634

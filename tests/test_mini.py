@@ -26,6 +26,7 @@ def _all_files(root):
 # The build
 # ---------------------------------------------------------------------------------------------
 
+
 def test_manifests_cover_every_task_of_the_paper(smoke):
     out, paths = smoke
     assert set(paths) == set(mini.MANIFESTS)
@@ -42,8 +43,11 @@ def test_manifests_cover_every_task_of_the_paper(smoke):
         assert df.groupby(["split", "task", "sigma"], dropna=False).size().min() >= 2
         for rel in set(df["clean_path"]) | set(df["degraded_path"]) - {""}:
             assert (out / rel).is_file(), rel
-    test_sigmas = {m: sorted(df[(df.split == "test") & (df.task == "denoise")]["sigma"])
-                   for m, df in frames.items() if "denoise" in tasks[m]}
+    test_sigmas = {
+        m: sorted(df[(df.split == "test") & (df.task == "denoise")]["sigma"])
+        for m, df in frames.items()
+        if "denoise" in tasks[m]
+    }
     assert set(test_sigmas["mini_3d"]) == {15, 25, 50} and set(test_sigmas["mini_5d"]) == {25}
 
 
@@ -118,6 +122,7 @@ def test_full_mini_build(tmp_path):
 # The degradations
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def img():
     return np.random.default_rng(0).random((48, 64, 3))
@@ -128,9 +133,13 @@ def _rng(seed=0):
 
 
 def test_every_synthesiser_is_seeded_and_in_range(img):
-    fns = [lambda r: synth.rain(img, r), lambda r: synth.haze(img, synth.depth_proxy(img, r), r),
-           lambda r: synth.motion_blur(img, r), lambda r: synth.low_light(img, r),
-           lambda r: synth.snow(img, r)]
+    fns = [
+        lambda r: synth.rain(img, r),
+        lambda r: synth.haze(img, synth.depth_proxy(img, r), r),
+        lambda r: synth.motion_blur(img, r),
+        lambda r: synth.low_light(img, r),
+        lambda r: synth.snow(img, r),
+    ]
     for fn in fns:
         a, b, c = fn(_rng(0)), fn(_rng(0)), fn(_rng(1))
         assert a.shape == img.shape and 0 <= a.min() and a.max() <= 1
@@ -186,12 +195,14 @@ def test_depth_from_disparity_and_right_view():
 
 def test_cdd11_composites_share_one_scene_in_onerestore_order(img):
     scene = synth.make_scene(img, _rng())
-    low = synth.low_light(img, _rng(5), gamma=scene.gamma, light=scene.light,
-                          exposure=scene.exposure)
+    low = synth.low_light(
+        img, _rng(5), gamma=scene.gamma, light=scene.light, exposure=scene.exposure
+    )
     hazy_low = synth.haze(low, scene.depth, _rng(), beta=scene.beta, airlight=scene.airlight)
     assert np.allclose(synth.compose(img, "low_haze", scene, _rng(5)), hazy_low)
-    rain_snow = synth.snow(synth.rain(img, _rng(), layer=scene.rain), _rng(), mask=scene.snow,
-                           color=1.0)
+    rain_snow = synth.snow(
+        synth.rain(img, _rng(), layer=scene.rain), _rng(), mask=scene.snow, color=1.0
+    )
     hazed = synth.haze(rain_snow, scene.depth, _rng(), beta=scene.beta, airlight=scene.airlight)
     assert np.allclose(synth.compose(img, "haze_rain_snow", scene, _rng()), hazed)
     with pytest.raises(ValueError, match="fog"):

@@ -1,0 +1,329 @@
+"""Result tables in one long format: the paper's numbers (§IV, Tables I–XIII) beside ours.
+
+Every table is a DataFrame with the columns of `COLUMNS`: what was measured
+(`table, method, source, task, metric, value`) and where it came from (`profile, commit,
+seed, device, data, note`). `source` is `paper` for numbers transcribed from the paper
+(`results/paper/*.csv`, checked by tests/test_paper_tables.py) and `reproduced` for ours.
+A table that could not be reproduced carries a status row (`metric == "status"`, no value,
+the reason in `note`) instead of silently missing rows. Averages are computed here, never typed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = [
+    "table",
+    "method",
+    "source",
+    "task",
+    "metric",
+    "value",
+    "profile",
+    "commit",
+    "seed",
+    "device",
+    "data",
+    "note",
+]
+PAPER_COLUMNS = ["table", "method", "venue", "group", "task", "metric", "value", "ref"]
+AVERAGE = "Average"
+STATUS = "status"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One paper table: its Roman number, the CSV stem under results/, and what it shows."""
+
+    roman: str
+    stem: str
+    title: str
+
+
+TABLES: dict[str, TableSpec] = {
+    s.roman: s
+    for s in (
+        TableSpec("I", "table1_3d", "Three degradations (haze, rain, noise)"),
+        TableSpec("II", "table2_5d", "Five degradations (+ blur, low light)"),
+        TableSpec("III", "table3_cdd11", "Composite degradations (CDD11)"),
+        TableSpec("IV", "table4_weatherbench", "Real-world weather (WeatherBench)"),
+        TableSpec("V", "table5_one_by_one", "One-by-one (single-task) training"),
+        TableSpec("VI", "table6_unseen_desnow", "Unseen desnowing on CSD, trained on 3D"),
+        TableSpec("VII", "table7_components", "Ablation: components"),
+        TableSpec("VIII", "table8_num_experts", "Ablation: number N of specialised experts"),
+        TableSpec("IX", "table9_top_k", "Ablation: number K of top experts"),
+        TableSpec("X", "table10_losses", "Ablation: loss terms"),
+        TableSpec("XI", "table11_lambda1", "Ablation: balance-loss weight λ1"),
+        TableSpec("XII", "table12_lambda2", "Ablation: FFT-loss weight λ2"),
+        TableSpec("XIII", "table13_efficiency", "Efficiency at 720×480"),
+    )
+}
+
+
+# ---------------------------------------------------------------------------- paths & provenance
+
+
+def repo_root() -> Path:
+    """The workbook's root folder (the parent of `m2ir_lib/`), wherever the caller runs."""
+    return Path(__file__).resolve().parents[1]
+
+
+def results_dir(profile: str, root: str | Path | None = None) -> Path:
+    """`results/<profile>/` under the repository root, or under `$M2IR_RESULTS` when set
+    (tests use it to keep their outputs apart); not created."""
+    if root is None and os.environ.get("M2IR_RESULTS"):
+        return Path(os.environ["M2IR_RESULTS"]) / profile
+    return Path(root or repo_root()) / "results" / profile
+
+
+def spec(table: str) -> TableSpec:
+    """The `TableSpec` of a Roman table number, with a clear error for an unknown one."""
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise ValueError(f"unknown table {table!r}; known: {list(TABLES)}") from None
+
+
+def git_commit(root: str | Path | None = None) -> str:
+    """Short commit of the working tree, marked `+dirty` when files differ from it."""
+    cwd = Path(root or repo_root())
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "no git commit"
+    return sha + ("+dirty" if dirty else "")
+
+
+# ---------------------------------------------------------------------------- building rows
+
+
+def paper_table(table: str, root: str | Path | None = None) -> pd.DataFrame:
+    """The paper's numbers for one table, in the long format (`source == "paper"`).
+
+    Args:
+        table: Roman number, e.g. "I" or "XIII".
+        root: repository root; defaults to the one holding this package.
+    """
+    path = Path(root or repo_root()) / "results" / "paper" / f"{spec(table).stem}.csv"
+    raw = pd.read_csv(
+        path, dtype={"value": float}, keep_default_na=False, na_values={"value": [""]}
+    )
+    if list(raw.columns) != PAPER_COLUMNS:
+        raise ValueError(f"{path}: columns {list(raw.columns)}, expected {PAPER_COLUMNS}")
+    venue = raw["venue"].where(raw["venue"] == "", "(" + raw["venue"] + ") ")
+    return pd.DataFrame(
+        {
+            "table": raw["table"],
+            "method": raw["method"],
+            "source": "paper",
+            "task": raw["task"],
+            "metric": raw["metric"],
+            "value": raw["value"],
+            "profile": "",
+            "commit": "",
+            "seed": "",
+            "device": "",
+            "data": "as reported in the paper",
+            "note": venue + raw["ref"],
+        }
+    )[COLUMNS]
+
+
+def rows(
+    table: str,
+    method: str,
+    values: dict[tuple[str, str], float],
+    *,
+    profile: str,
+    seed: int,
+    data: str,
+    device: str = "cpu",
+    note: str = "",
+    commit: str | None = None,
+) -> pd.DataFrame:
+    """Reproduced rows of one method: `values[(task, metric)] = number`.
+
+    Args:
+        table: Roman number of the paper table.
+        method: our method label, e.g. "M²IR (ours, mini)".
+        values: measured numbers keyed by (task, metric).
+        profile, seed, device, data, note: provenance written beside every number.
+        commit: git commit; looked up when None.
+    """
+    spec(table)
+    commit = git_commit() if commit is None else commit
+    return pd.DataFrame(
+        [
+            dict(
+                table=table,
+                method=method,
+                source="reproduced",
+                task=task,
+                metric=metric,
+                value=float(v),
+                profile=profile,
+                commit=commit,
+                seed=str(seed),
+                device=device,
+                data=data,
+                note=note,
+            )
+            for (task, metric), v in values.items()
+        ],
+        columns=COLUMNS,
+    )
+
+
+def status_row(
+    table: str,
+    method: str,
+    reason: str,
+    *,
+    profile: str,
+    seed: int = 0,
+    data: str = "",
+    task: str = "—",
+    commit: str | None = None,
+) -> pd.DataFrame:
+    """A row that says why a reproduced number is missing (no data, no weights, skipped)."""
+    spec(table)
+    if not reason:
+        raise ValueError("a status row needs a reason")
+    return pd.DataFrame(
+        [
+            dict(
+                table=table,
+                method=method,
+                source="reproduced",
+                task=task,
+                metric=STATUS,
+                value=float("nan"),
+                profile=profile,
+                commit=git_commit() if commit is None else commit,
+                seed=str(seed),
+                device="",
+                data=data,
+                note=reason,
+            )
+        ],
+        columns=COLUMNS,
+    )
+
+
+def with_average(df: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFrame:
+    """Append computed `Average` rows for reproduced methods (the paper's own stay as printed).
+
+    Only where the paper prints an average of that metric (or `tasks` is given), and only
+    when the method has a value for every task in `tasks` (default: every non-average task
+    the paper lists for that metric), so an average over a partial row is never shown as if
+    it were the paper's. A paper row whose printed average is missing gets a computed one.
+    """
+    out = [df[~((df["source"] == "reproduced") & (df["task"] == AVERAGE))]]
+    ours = df[(df["source"] == "reproduced") & (df["metric"] != STATUS) & (df["task"] != AVERAGE)]
+    paper = df[(df["source"] == "paper") & (df["task"] != AVERAGE)]
+    printed = df[(df["source"] == "paper") & (df["task"] == AVERAGE)]
+    # A paper row whose Average cell is lost (Table I's M²IR) gets a computed one, marked.
+    for (method, metric), g in paper.groupby(["method", "metric"], sort=False):
+        if (
+            metric in set(printed["metric"])
+            and printed[(printed["method"] == method) & (printed["metric"] == metric)].empty
+        ):
+            avg = g.iloc[[0]].copy()
+            avg["task"], avg["value"] = AVERAGE, float(g["value"].mean())
+            avg["note"] = "computed here: the Average cell is missing from the paper's text"
+            out.append(avg)
+    for (_, metric), g in ours.groupby(["method", "metric"], sort=False):
+        if not tasks and metric not in set(printed["metric"]):
+            continue  # the paper prints no average of this metric here
+        need = tasks or list(dict.fromkeys(paper.loc[paper["metric"] == metric, "task"]))
+        got = g.set_index("task")["value"]
+        if not set(need) <= set(got.index) or got[need].isna().any():
+            continue
+        avg = g.iloc[[0]].copy()
+        avg["task"], avg["value"] = AVERAGE, float(got[need].mean())
+        avg["note"] = (avg["note"] + "; " if avg["note"].iloc[0] else "") + f"mean of {len(need)}"
+        out.append(avg)
+    return pd.concat(out, ignore_index=True)[COLUMNS]
+
+
+# ---------------------------------------------------------------------------- reading & writing
+
+
+def write_results(
+    df: pd.DataFrame, profile: str, table: str, root: str | Path | None = None
+) -> Path:
+    """Write one table atomically to `results/<profile>/<stem>.csv` and return the path.
+
+    Args:
+        df: long-format rows (paper and reproduced), columns `COLUMNS`.
+        profile: the profile that produced the reproduced rows.
+        table: Roman number; fixes the file name.
+        root: repository root; defaults to the one holding this package.
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"missing columns {missing}; expected {COLUMNS}")
+    if set(df["source"]) - {"paper", "reproduced"}:
+        raise ValueError(f"source must be paper|reproduced, got {sorted(set(df['source']))}")
+    ours = df[df["source"] == "reproduced"]
+    if ours.empty:
+        raise ValueError(f"table {table}: no reproduced row and no status row; add one")
+    if (ours["profile"] != profile).any():
+        raise ValueError(
+            f"reproduced rows carry profiles {sorted(set(ours['profile']))}, not {profile!r}"
+        )
+    return write_frame(df[COLUMNS], profile, spec(table).stem, root)
+
+
+def write_frame(df: pd.DataFrame, profile: str, name: str, root: str | Path | None = None) -> Path:
+    """Write any DataFrame atomically to `results/<profile>/<name>.csv` (tmp, then rename).
+
+    Used for the tables and for the notebooks' other outputs (data summary, model shapes,
+    training curves, figure statistics).
+    """
+    if not name or "/" in name or name.endswith(".csv"):
+        raise ValueError(f"name {name!r} must be a bare file stem")
+    out = results_dir(profile, root) / f"{name}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
+
+
+def figure_path(profile: str, name: str, root: str | Path | None = None) -> Path:
+    """`results/<profile>/figures/<name>.png` (folder created)."""
+    out = results_dir(profile, root) / "figures" / f"{name}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def read_results(profile: str, table: str, root: str | Path | None = None) -> pd.DataFrame:
+    """Read back a table written by `write_results`."""
+    path = results_dir(profile, root) / f"{spec(table).stem}.csv"
+    return pd.read_csv(path, keep_default_na=False, na_values={"value": [""]}, dtype={"seed": str})

@@ -1,0 +1,373 @@
+"""Which runs make which table of §IV, and how their scores become the table's rows.
+
+Tables I–VI: `table_runs` plans the all-in-one (or one-by-one) runs of a table, `score_rows`
+evaluates them (plus the degraded input as a reference row) under the table's protocol and
+names each number after the paper's column. Tables VII–XII: `ABLATIONS` holds each table as
+(row label, network overrides, training overrides), trained on deraining only with the
+profile's ablation schedule (§IV-C); the full-model row is the same configuration in all six,
+so the run cache trains it once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from m2ir_lib import results
+from m2ir_lib.config import get_profile
+from m2ir_lib.experiments import BASELINE, IDENTITY, SETTINGS, Data, Run, locate, plan, run_dir
+
+# ---------------------------------------------------------------------------- Tables I–VI
+
+# table -> [(setting, row label template, network overrides)]; "{p}" is the profile name.
+TABLE_RUNS: dict[str, list[tuple[str, str, dict]]] = {
+    "I": [("3d", "M²IR (ours, {p})", {}), ("3d", "Restormer-style (ours, {p})", BASELINE)],
+    "II": [("5d", "M²IR (ours, {p})", {})],
+    "III": [("cdd11", "M²IR (ours, {p})", {})],
+    "IV": [("weatherbench", "M²IR (ours, {p})", {})],
+    "V": [
+        ("denoise", "M²IR (ours, {p}, denoise only)", {}),
+        ("dehaze", "M²IR (ours, {p}, dehaze only)", {}),
+        ("derain", "M²IR (ours, {p}, derain only)", {}),
+    ],
+    # Table VI: the 3D models of Table I, tested on unseen snow.
+    "VI": [("3d", "M²IR (ours, {p})", {}), ("3d", "Restormer-style (ours, {p})", BASELINE)],
+}
+# Where each table is evaluated when it is not the training data.
+EVAL_SETTING = {"VI": "csd"}
+
+
+def table_runs(
+    table: str, profile: str, *, data_root: str = "", seed: int = 0, daclip_checkpoint: str = ""
+) -> list[Run]:
+    """The planned runs of Table I–VI (nothing is trained yet).
+
+    Args:
+        table: "I" … "VI".
+        profile: run profile name.
+        data_root: real data folder ("" = the profile's default, see `experiments.locate`).
+        seed: seed of data, initialisation and training.
+        daclip_checkpoint: DA-CLIP weights; without them the MLP prior stands in.
+    """
+    if table not in TABLE_RUNS:
+        raise ValueError(f"table {table!r} has no all-in-one runs; known: {list(TABLE_RUNS)}")
+    data = {s: locate(s, profile, data_root, seed) for s, _, _ in TABLE_RUNS[table]}
+    return [
+        plan(
+            label.format(p=profile),
+            profile,
+            data[s],
+            model=m,
+            seed=seed,
+            daclip_checkpoint=daclip_checkpoint,
+        )
+        for s, label, m in TABLE_RUNS[table]
+    ]
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def _task_key(table: str, task: str, sigma: float, dataset: str) -> str:
+    """The paper's column for one evaluated (task, sigma[, dataset])."""
+    if table == "V":
+        if task == "denoise":  # a stand-in test set takes BSD68's place
+            known = dataset in ("BSD68", "Urban100", "Kodak24")
+            return f"{dataset if known else 'BSD68'}/{int(sigma)}"
+        return {"dehaze": "SOTS", "derain": "Rain100L"}.get(task, task)
+    if task == "denoise":
+        return f"denoise-{int(sigma)}"
+    return task
+
+
+def summary_values(table: str, summary: pd.DataFrame) -> tuple[dict, list[str]]:
+    """({(task, metric): value}, [notes for metrics without a value]) from `evaluate`'s summary."""
+    paper = results.paper_table(table)
+    wanted = set(paper["task"])
+    values, missing = {}, []
+    for _, row in summary.iterrows():
+        key = _task_key(table, row["task"], row.get("sigma"), row.get("dataset", ""))
+        if key not in wanted:
+            continue
+        for metric in ("psnr", "ssim", "lpips", "fid"):
+            if metric not in row:
+                continue
+            v = row[metric]
+            if isinstance(v, str):
+                missing.append(f"{key} {metric.upper()}: {v}")
+            else:
+                values[(key, metric.upper())] = float(v)
+    return values, missing
+
+
+def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint: str = ""):
+    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split."""
+    from m2ir_lib.evaluate import evaluate, evaluate_identity
+    from m2ir_lib.runs import load_checkpoint
+
+    s = SETTINGS[data.setting]
+    kw = dict(
+        data_root=data.root,
+        tasks=list(s.eval_tasks) if s.eval_tasks else None,
+        max_images=get_profile(profile).eval_max_images,
+    )
+    if ckpt is None:
+        return evaluate_identity(data.manifest, s.protocol, **kw)
+    model, _ = load_checkpoint(ckpt, daclip_checkpoint or None)
+    return evaluate(model, data.manifest, s.protocol, **kw)
+
+
+def score_rows(
+    table: str,
+    runs: list[Run],
+    ckpts: dict[str, Path],
+    *,
+    profile: str,
+    data: Data | None = None,
+    identity: bool = True,
+) -> pd.DataFrame:
+    """Long rows of every run's scores, plus the identity row, or status rows for what is missing.
+
+    Args:
+        table: Roman number of the paper table (fixes the column names).
+        runs: the planned runs (their labels, notes, data).
+        ckpts: `train_runs`' result.
+        profile: run profile name.
+        data: the evaluation data (default: each run's own training data).
+        identity: add the degraded input as a reference row.
+    """
+    frames = []
+    seed = runs[0].seed if runs else 0
+    for run in runs:
+        test = data or run.data
+        if not test.available or run.label not in ckpts:
+            reason = test.reason or run.data.reason or "not trained"
+            frames.append(
+                results.status_row(
+                    table, run.label, reason, profile=profile, seed=run.seed, data=test.label
+                )
+            )
+            continue
+        _, summary = evaluate_run(ckpts[run.label], test, profile, run.daclip_checkpoint)
+        frames.append(_rows_from(table, run.label, summary, profile, run.seed, test, run.note))
+    test = data or (runs[0].data if runs else None)
+    if identity and test is not None and test.available:
+        _, summary = evaluate_run(None, test, profile)
+        frames.append(_rows_from(table, IDENTITY, summary, profile, seed, test, ""))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=results.COLUMNS)
+
+
+def _rows_from(table, label, summary, profile, seed, data, note):
+    values, missing = summary_values(table, summary)
+    out = [
+        results.rows(table, label, values, profile=profile, seed=seed, data=data.label, note=note)
+    ]
+    out += [
+        results.status_row(table, label, m, profile=profile, seed=seed, data=data.label)
+        for m in missing
+    ]
+    return pd.concat(out, ignore_index=True)
+
+
+def missing_columns(table: str, rows: pd.DataFrame, profile: str, reason: str) -> pd.DataFrame:
+    """Status rows for the paper's columns (tasks) that no reproduced row covers."""
+    covered = set(rows.loc[rows["metric"] != results.STATUS, "task"])
+    paper = results.paper_table(table)
+    gaps = [t for t in dict.fromkeys(paper["task"]) if t not in covered | {results.AVERAGE}]
+    return (
+        pd.concat(
+            [results.status_row(table, "—", reason, profile=profile, task=t) for t in gaps],
+            ignore_index=True,
+        )
+        if gaps
+        else rows.iloc[:0]
+    )
+
+
+# ---------------------------------------------------------------------------- Tables VII–XII
+
+_MST, _PRIOR = {"block": "mst"}, {"prior": "daclip"}
+ABLATIONS: dict[str, list[tuple[str, dict, dict]]] = {
+    "VII": [
+        ("MST ✗ | DACP ✗ | special ✗ | shared ✗", BASELINE, {}),
+        ("MST ✓ | DACP ✗ | special ✗ | shared ✗", {**BASELINE, **_MST}, {}),
+        ("MST ✓ | DACP ✗ | special ✓ | shared ✗", {"prior": "none", "shared_expert": False}, {}),
+        ("MST ✓ | DACP ✗ | special ✓ | shared ✓", {"prior": "none"}, {}),
+        ("MST ✓ | DACP ✓ | special ✓ | shared ✗", {**_PRIOR, "shared_expert": False}, {}),
+        ("MST ✗ | DACP ✓ | special ✓ | shared ✓", {**_PRIOR, "block": "transformer"}, {}),
+        ("MST ✓ | DACP MLP | special ✓ | shared ✓", {"prior": "mlp"}, {}),
+        ("MST ✓ | DACP ✓ | special ✓ | shared ✓", _PRIOR, {}),
+    ],
+    "VIII": [(f"N={n}", {**_PRIOR, "num_experts": n}, {}) for n in (2, 4, 8, 16, 32)],
+    "IX": [(f"K={k}", {**_PRIOR, "top_k": k}, {}) for k in (1, 2, 3, 4)],
+    "X": [
+        (
+            "charb ✗ | balance ✗ | FFT ✗",
+            _PRIOR,
+            {"charbonnier": False, "use_balance": False, "use_fft": False},
+        ),
+        ("charb ✓ | balance ✗ | FFT ✗", _PRIOR, {"use_balance": False, "use_fft": False}),
+        ("charb ✓ | balance ✗ | FFT ✓", _PRIOR, {"use_balance": False}),
+        ("charb ✓ | balance ✓ | FFT ✗", _PRIOR, {"use_fft": False}),
+        ("charb ✓ | balance ✓ | FFT ✓", _PRIOR, {}),
+    ],
+    "XI": [(f"λ1={v:g}", _PRIOR, {"lambda1": v}) for v in (0.001, 0.005, 0.01, 0.05, 0.1)],
+    "XII": [(f"λ2={v:g}", _PRIOR, {"lambda2": v}) for v in (0.01, 0.05, 0.1, 0.5, 1.0)],
+}
+
+
+def ablation_runs(
+    table: str, profile: str, data: Data, *, seed: int = 0, daclip_checkpoint: str = ""
+) -> list[Run]:
+    """The runs of one ablation table (§IV-C): the paper's rows, derain only, ablation schedule."""
+    if table not in ABLATIONS:
+        raise ValueError(f"table {table!r} is not an ablation; known: {list(ABLATIONS)}")
+    runs = [
+        plan(
+            label,
+            profile,
+            data,
+            model=m,
+            train=t,
+            ablation=True,
+            seed=seed,
+            daclip_checkpoint=daclip_checkpoint,
+        )
+        for label, m, t in ABLATIONS[table]
+    ]
+    return _mark_duplicates(runs, profile)
+
+
+def _mark_duplicates(runs: list[Run], profile: str) -> list[Run]:
+    """Rows that became the same configuration (e.g. DA-CLIP → MLP fallback) say so."""
+    first: dict[Path, str] = {}
+    out = []
+    for r in runs:
+        d = run_dir(r, profile) if r.data.available else None
+        if d is not None and d in first:
+            r = dataclasses.replace(
+                r,
+                note="; ".join(
+                    filter(None, [r.note, f"same configuration and run as row '{first[d]}'"])
+                ),
+            )
+        elif d is not None:
+            first[d] = r.label
+        out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------------------- Table XIII
+
+EFFICIENCY_METRICS = {
+    "params_M": "Params (M)",
+    "macs_G": "FLOPs (G)",
+    "latency_ms": "latency (ms)",
+    "cpu_mb": "CPU memory (MB)",
+    "gpu_mb": "GPU memory (MB)",
+}
+PAPER_SIZE = (480, 720)  # Table XIII: 720×480 inputs
+
+
+def efficiency_rows(
+    profile: str, *, paper_macs: bool = False, device: str = "auto", repeats: int = 3, seed: int = 0
+) -> pd.DataFrame:
+    """Table XIII for our networks at 720×480: the paper's network counted (params always;
+    MACs when `paper_macs`, ≈2–3 min on one CPU core), and the profile's M²IR and
+    Restormer-style networks measured in full (params, MACs, latency, peak memory).
+
+    Args:
+        profile: whose network is measured in full.
+        paper_macs: also count the paper network's MACs (with and without DA-CLIP).
+        device: "auto" (CUDA when present), "cpu" or a CUDA device.
+        repeats: timed forward passes (median).
+        seed: seed of the random weights and the input.
+    """
+    import torch
+
+    from m2ir_lib import efficiency
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    torch.manual_seed(seed)
+    frames = []
+    # The profile's networks first: peak memory is the whole process's, so it must not
+    # include the 285M-parameter DA-CLIP structure built below.
+    cfg = get_profile(profile).model
+    models = {
+        f"M²IR (ours, {profile} config, w/o DA-CLIP)": (cfg, "none"),
+        f"Restormer-style (ours, {profile} config)": (efficiency.baseline_config(cfg), "none"),
+    }
+    measured = efficiency.efficiency_table(models, PAPER_SIZE, device, repeats=repeats)
+    for _, m in measured.iterrows():
+        values = {
+            ("720×480", name): float(m[key])
+            for key, name in EFFICIENCY_METRICS.items()
+            if key in m and m[key] is not None and m[key] == m[key]
+        }
+        note = (
+            f"{m['device']}, {m['threads']} threads, {m['dtype']}; "
+            f"+{m['attention_macs_G']:.1f}G channel-attention products not in FLOPs"
+        )
+        frames.append(
+            results.rows(
+                "XIII",
+                m["method"],
+                values,
+                profile=profile,
+                seed=seed,
+                device=str(m["device"]),
+                data="no data (random weights)",
+                note=note,
+            )
+        )
+        lost = [name for key, name in EFFICIENCY_METRICS.items() if ("720×480", name) not in values]
+        frames += [
+            results.status_row(
+                "XIII",
+                m["method"],
+                f"{name}: not measured on {device}",
+                profile=profile,
+                seed=seed,
+                task="720×480",
+            )
+            for name in lost
+        ]
+    for mode, label in (
+        ("none", "M²IR (paper config, w/o DA-CLIP)"),
+        ("daclip", "M²IR (paper config, DA-CLIP structure)"),
+    ):
+        net = efficiency.build_variant("paper", mode)
+        values = {("720×480", "Params (M)"): sum(p.numel() for p in net.parameters()) / 1e6}
+        del net
+        note = "random weights; parameters counted"
+        if paper_macs:
+            c = efficiency.count_complexity("paper", mode, PAPER_SIZE)
+            values[("720×480", "FLOPs (G)")] = c["macs"] / 1e9
+            note += f"; +{c['attention_macs'] / 1e9:.1f}G channel-attention products not in FLOPs"
+        frames.append(
+            results.rows(
+                "XIII",
+                label,
+                values,
+                profile=profile,
+                seed=seed,
+                device="cpu",
+                data="no data (random weights)",
+                note=note,
+            )
+        )
+        if not paper_macs:
+            frames.append(
+                results.status_row(
+                    "XIII",
+                    label,
+                    "FLOPs not counted: paper_macs=False (≈2–3 min on one CPU core; "
+                    "or `python -m m2ir_lib.efficiency --config paper`)",
+                    profile=profile,
+                    seed=seed,
+                    task="720×480",
+                )
+            )
+    return pd.concat(frames, ignore_index=True)

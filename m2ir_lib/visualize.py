@@ -1,0 +1,375 @@
+"""What the network does inside: MSA gate maps (Fig. 9), expert routing maps (Fig. 5),
+encoder-feature t-SNE (Fig. 10) and side-by-side restorations (Figs. 6–8), §IV-D.
+
+Everything is read with forward hooks on a trained `M2IR`, so the model code stays as it
+is; each `capture_*` returns plain tensors, each `plot_*` draws them with matplotlib. The
+images and networks come from `m2ir_lib.samples`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from m2ir_lib.model import M2IR, MSA, Routing
+
+ENCODER_LEVELS = ("encoder1", "encoder2", "encoder3", "latent")
+
+
+# ---------------------------------------------------------------------------- features
+
+
+def feature_sets(
+    models: dict, items: list[dict], level: str = "latent", tile: int = 0
+) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Encoder features of the degraded test images for each model, with the task of every
+    point (Fig. 10): {model label: (features (n, C), labels)}."""
+    if not items:
+        print("no test images (data missing): no features")
+        return {}
+    labels = []
+    for item in items:
+        n = (
+            1
+            if not tile
+            else (item["degraded"].shape[1] // tile) * (item["degraded"].shape[2] // tile)
+        )
+        labels += [item["task"]] * n
+    return {
+        name: (encoder_features(m, [i["degraded"] for i in items], level, tile), labels)
+        for name, m in models.items()
+    }
+
+
+# ---------------------------------------------------------------------------- capture
+
+
+@torch.no_grad()
+def capture_gates(model: M2IR, image: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """The two sigmoid gates of every encoder MSA for one image, eq. (1)–(2), §III-B.
+
+    Args:
+        model: a trained M²IR with `block='mst'` (a Transformer encoder has no gates).
+        image: (3, H, W) or (1, 3, H, W) in [0, 1].
+
+    Returns:
+        {"encoder1.0": {"gate": σ(W_l² X), "mask": σ(W_d W_l¹ X)}, ...}, each averaged over
+        channels to an (h, w) map of the block's resolution.
+    """
+    msas = {
+        f"{lvl}.{i}": blk.attn
+        for lvl in ENCODER_LEVELS
+        for i, blk in enumerate(getattr(model, lvl))
+        if isinstance(blk.attn, MSA)
+    }
+    if not msas:
+        raise ValueError("the model has no MSA in its encoder (block='transformer'?)")
+    out: dict[str, dict[str, torch.Tensor]] = {name: {} for name in msas}
+    hooks = []
+    for name, msa in msas.items():
+        hooks.append(
+            msa.w_l2.register_forward_hook(
+                lambda m, i, o, n=name: out[n].__setitem__("gate", torch.sigmoid(o)[0].mean(0))
+            )
+        )
+        hooks.append(
+            msa.w_d.register_forward_hook(
+                lambda m, i, o, n=name: out[n].__setitem__("mask", torch.sigmoid(o)[0].mean(0))
+            )
+        )
+    try:
+        model.eval()(_batch(image))
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
+@torch.no_grad()
+def capture_routing(model: M2IR, image: torch.Tensor) -> list[Routing]:
+    """Per-pixel routing of every ADEC for one image (eq. 4–5); [] when DGEA has no
+    specialised experts."""
+    _, routings = model.eval()(_batch(image), return_routing=True)
+    return routings
+
+
+@torch.no_grad()
+def encoder_features(
+    model: M2IR, images: list[torch.Tensor], level: str = "latent", patch: int = 0
+) -> np.ndarray:
+    """Globally pooled encoder features, one vector per image (or per patch), Fig. 10.
+
+    Args:
+        model: trained M²IR (MST or Transformer encoder).
+        images: list of (3, H, W) tensors in [0, 1].
+        level: which encoder output to read (one of ENCODER_LEVELS).
+        patch: when > 0, cut each image into non-overlapping patch×patch tiles and return a
+            vector per tile (more points for the t-SNE from few images).
+
+    Returns:
+        (n, C) float array.
+    """
+    if level not in ENCODER_LEVELS:
+        raise ValueError(f"level={level!r}; expected one of {ENCODER_LEVELS}")
+    feats: list[torch.Tensor] = []
+    hook = getattr(model, level).register_forward_hook(
+        lambda m, i, o: feats.append(o.mean(dim=(2, 3)))
+    )  # (B, C)
+    try:
+        model.eval()
+        for img in images:
+            model(_tiles(img, patch) if patch else _batch(img))
+    finally:
+        hook.remove()
+    return torch.cat(feats).double().numpy()
+
+
+def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """2-D t-SNE of standardised features (sklearn), perplexity capped for small sets;
+    None (with a message) below 4 points."""
+    from sklearn.manifold import TSNE
+
+    n = len(features)
+    if n < 4:
+        print(f"t-SNE needs at least 4 points, got {n}")
+        return None
+    z = (features - features.mean(0)) / (features.std(0) + 1e-8)
+    perplexity = float(min(30, max(2, (n - 1) // 3)))
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+
+
+def separation(features: np.ndarray, labels: list[str]) -> float:
+    """Silhouette score of the degradation labels in feature space (−1..1): high means the
+    encoder keeps degradation types apart (the paper's Transformer), low means entangled
+    (its MST), Fig. 10 / §IV-D."""
+    from sklearn.metrics import silhouette_score
+
+    z = (features - features.mean(0)) / (features.std(0) + 1e-8)
+    return float(silhouette_score(z, labels))
+
+
+def gate_statistics(pairs: list[dict]) -> pd.DataFrame:
+    """Fig. 9 in numbers: per pair and encoder block, the mean gate σ(W_l² X) on the degraded
+    input and on its GT, and the Pearson r between the gate's drop (GT − degraded) and the
+    local degradation |degraded − GT| at the block's resolution. The paper's reading (low
+    gates where the image is degraded) predicts a lower mean on the degraded input and r > 0.
+    """
+    import torch.nn.functional as F
+
+    rows = []
+    for p in pairs:
+        damage = (p["degraded"] - p["clean"]).abs().mean(0)[None, None]  # (1, 1, H, W)
+        for name, g_deg in p["gates_degraded"].items():
+            g_deg, g_gt = g_deg["gate"], p["gates_clean"][name]["gate"]  # (h, w)
+            d = F.adaptive_avg_pool2d(damage, g_deg.shape).flatten()
+            drop = (g_gt - g_deg).flatten()
+            r = (
+                float(np.corrcoef(drop.numpy(), d.numpy())[0, 1])
+                if d.std() > 0 and drop.std() > 0
+                else float("nan")
+            )
+            rows.append(
+                {
+                    "task": p["task"],
+                    "block": name,
+                    "gate_degraded": float(g_deg.mean()),
+                    "gate_gt": float(g_gt.mean()),
+                    "r_drop_vs_damage": r,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["task", "block", "gate_degraded", "gate_gt", "r_drop_vs_damage"]
+    )
+
+
+def gate_summary(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per task: mean gates on degraded input and GT, mean r, and whether the gate is lower
+    on the degraded input (the paper's reading of Fig. 9)."""
+    agg = stats.groupby("task")[["gate_degraded", "gate_gt", "r_drop_vs_damage"]].mean()
+    return agg.assign(lower_on_degraded=agg["gate_degraded"] < agg["gate_gt"])
+
+
+def tsne_statistics(feats: dict, level: str) -> pd.DataFrame:
+    """Per encoder: number of points and the silhouette of the task labels (`separation`)."""
+    return pd.DataFrame(
+        [
+            {
+                "encoder": name,
+                "points": len(lab),
+                "level": level,
+                "silhouette": separation(f, lab)
+                if len(set(lab)) > 1 and len(lab) > len(set(lab))
+                else float("nan"),
+            }
+            for name, (f, lab) in feats.items()
+        ],
+        columns=["encoder", "points", "level", "silhouette"],
+    )
+
+
+def tsne_verdict(stats: pd.DataFrame) -> str:
+    """One sentence: is the MST encoder (first row) more entangled than the Transformer?"""
+    if len(stats) != 2 or stats["silhouette"].isna().any():
+        return "no comparison: features missing (no test images or a single task)"
+    mst, tra = stats["silhouette"]
+    verdict = "MST more entangled, as the paper says" if mst < tra else "not what the paper says"
+    return f"silhouette MST {mst:.3f} vs Transformer {tra:.3f}: {verdict}"
+
+
+# ---------------------------------------------------------------------------- plot
+
+
+def plot_pairs(items: list[dict], path: str | Path | None = None):
+    """Degraded input above clean target for each item (`EvalDataset` dicts)."""
+    import matplotlib.pyplot as plt
+
+    if not items:
+        print("no test images to show (data missing)")
+        return None
+    fig, axes = plt.subplots(2, len(items), squeeze=False, figsize=(2.2 * len(items), 4.6))
+    for c, item in enumerate(items):
+        sigma = item.get("sigma")
+        title = item["task"] + (f" σ={int(sigma)}" if sigma == sigma and sigma else "")
+        axes[0, c].imshow(_hwc(item["degraded"]))
+        axes[0, c].set_title(title, fontsize=8)
+        axes[1, c].imshow(_hwc(item["clean"]))
+        axes[1, c].set_title("clean", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "gate"):
+    """Fig. 9: for each (degraded, GT) pair, the image then one gate map per encoder level.
+
+    Args:
+        pairs: dicts with `task`, `degraded`, `clean` (3, H, W) and `gates_degraded`,
+            `gates_clean` from `capture_gates`.
+        path: PNG to write, if given.
+        kind: "gate" (σ(W_l² X), eq. 2) or "mask" (σ(W_d W_l¹ X), eq. 1).
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(pairs[0]["gates_degraded"])
+    fig, axes = plt.subplots(
+        2 * len(pairs),
+        1 + len(names),
+        squeeze=False,
+        figsize=(2.0 * (1 + len(names)), 2.0 * 2 * len(pairs)),
+    )
+    for r, pair in enumerate(pairs):
+        for j, which in enumerate(("degraded", "clean")):
+            row = axes[2 * r + j]
+            row[0].imshow(_hwc(pair[which]))
+            row[0].set_title(
+                f"{pair['task']}: {'input' if which == 'degraded' else 'GT'}", fontsize=8
+            )
+            for c, name in enumerate(names, start=1):
+                row[c].imshow(
+                    pair[f"gates_{which}"][name][kind].cpu(), cmap="viridis", vmin=0, vmax=1
+                )
+                row[c].set_title(name, fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path | None = None):
+    """Fig. 5 made visible: per ADEC, the top-1 specialised expert of every pixel and each
+    expert's confidence s' (eq. 4)."""
+    import matplotlib.pyplot as plt
+
+    if not routings:
+        raise ValueError("no routing to show (DGEA without specialised experts)")
+    n = routings[0].confidence.shape[1]
+    fig, axes = plt.subplots(
+        len(routings), 2 + n, squeeze=False, figsize=(2.0 * (2 + n), 2.0 * len(routings))
+    )
+    for r, rt in enumerate(routings):
+        axes[r, 0].imshow(_hwc(image))
+        axes[r, 0].set_title(f"ADEC {r + 1} input", fontsize=8)
+        top1 = rt.confidence[0].argmax(0).cpu()
+        axes[r, 1].imshow(top1, cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
+        axes[r, 1].set_title(f"top-1 expert ({tuple(top1.shape)})", fontsize=8)
+        for e in range(n):
+            axes[r, 2 + e].imshow(rt.confidence[0, e].cpu(), cmap="magma", vmin=0, vmax=1)
+            axes[r, 2 + e].set_title(f"s'_{e + 1}", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_tsne(panels: dict[str, tuple[np.ndarray, list[str]]], path: str | Path | None = None):
+    """Fig. 10: one t-SNE panel per encoder, points coloured by degradation type."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    panels = {k: v for k, v in panels.items() if v[0] is not None}
+    if not panels:
+        print("no features to embed (data missing)")
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax, (title, (emb, labels)) in zip(axes[0], panels.items(), strict=False):
+        sns.scatterplot(x=emb[:, 0], y=emb[:, 1], hue=labels, ax=ax, s=25, palette="Set1")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_comparison(rows: list[dict], path: str | Path | None = None):
+    """Figs. 6–8: per row, degraded input, each method's output (with PSNR) and the GT.
+
+    Args:
+        rows: dicts with `task`, `degraded`, `clean` (3, H, W) and `outputs`
+            {method: (image (3, H, W), psnr)}.
+    """
+    import matplotlib.pyplot as plt
+
+    methods = list(rows[0]["outputs"])
+    ncol = 2 + len(methods)
+    fig, axes = plt.subplots(len(rows), ncol, squeeze=False, figsize=(2.3 * ncol, 2.3 * len(rows)))
+    for r, row in enumerate(rows):
+        panels = [(f"{row['task']}: input", row["degraded"])]
+        panels += [(f"{m}\n{psnr:.2f} dB", img) for m, (img, psnr) in row["outputs"].items()]
+        panels += [("GT", row["clean"])]
+        for ax, (title, img) in zip(axes[r], panels, strict=True):
+            ax.imshow(_hwc(img))
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _batch(image: torch.Tensor) -> torch.Tensor:
+    return image[None] if image.ndim == 3 else image
+
+
+def _tiles(image: torch.Tensor, patch: int) -> torch.Tensor:
+    """(3, H, W) -> (n, 3, patch, patch) non-overlapping tiles (the border remainder dropped)."""
+    c, h, w = image.shape
+    if h < patch or w < patch:
+        raise ValueError(f"image {h}x{w} smaller than patch {patch}")
+    t = image[:, : h - h % patch, : w - w % patch].unfold(1, patch, patch).unfold(2, patch, patch)
+    return t.permute(1, 2, 0, 3, 4).reshape(-1, c, patch, patch)
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    return image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def _save(fig, path):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig

@@ -1,0 +1,253 @@
+"""The notebooks: lint (style.md §3.5–3.8, 3.13), the pipeline driver, and a smoke run of each.
+
+The lint tests read the committed .ipynb files; `test_notebook_runs_at_smoke` executes each
+one with papermill through `m2ir_lib.pipeline` at the smoke profile (marker `notebook`), in
+run order, so later notebooks reuse the data and training runs of earlier ones.
+"""
+
+import ast
+import importlib.util
+
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+
+from m2ir_lib import pipeline, results
+
+# tools/ is a folder of scripts, not a package: load the strip tool from its file.
+_spec = importlib.util.spec_from_file_location(
+    "strip_notebooks", results.repo_root() / "tools" / "strip_notebooks.py"
+)
+strip_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(strip_notebooks)
+is_clean, strip = strip_notebooks.is_clean, strip_notebooks.strip
+
+NOTEBOOKS = pipeline.notebooks()
+IDS = [p.stem for p in NOTEBOOKS]
+MAX_LINES = 15
+ALLOWED_IMPORTS = {"m2ir_lib", "pandas", "seaborn", "matplotlib", "torch", "IPython", "numpy"}
+REQUIRED_PARAMS = ("profile", "seed")
+
+
+def load(path):
+    return nbformat.read(path, as_version=4)
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def parameters(nb):
+    return [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+
+
+# ---------------------------------------------------------------------------- lint
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_without_outputs(path):
+    nb = load(path)
+    assert is_clean(nb), f"{path.name} has outputs: run tools/strip_notebooks.py {path}"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_one_typed_parameters_cell_first_profile(path):
+    nb = load(path)
+    cells = parameters(nb)
+    assert len(cells) == 1, f"{path.name}: {len(cells)} cells tagged 'parameters'"
+    assert nb.cells.index(cells[0]) == 1, "the parameters cell follows the title cell"
+    tree = ast.parse(cells[0].source)
+    names = []
+    for stmt, line in zip(tree.body, cells[0].source.splitlines(), strict=True):
+        assert isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name), line
+        ast.literal_eval(stmt.value)  # a literal, never a computed value (style.md §4.7)
+        assert "  # " in line, f"parameter without a '# meaning' comment: {line}"
+        names.append(stmt.target.id)
+    assert tuple(names[:2]) == REQUIRED_PARAMS
+    assert ast.literal_eval(tree.body[0].value) == "smoke"
+    assert ast.literal_eval(tree.body[1].value) == 0
+    # papermill --help-notebook documents each one (a quote or '=' in a comment breaks that)
+    assert list(papermill.inspect_notebook(str(path))) == names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_cells_are_short_without_definitions_and_import_the_library(path):
+    for cell in code_cells(load(path)):
+        lines = cell.source.rstrip().splitlines()
+        assert len(lines) <= MAX_LINES, f"{path.name}: {len(lines)}-line cell:\n{cell.source}"
+        for node in ast.walk(ast.parse(cell.source)):
+            assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), (
+                f"{path.name}: definition in a notebook (move it to m2ir_lib)"
+            )
+            if isinstance(node, ast.Import):
+                roots = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert roots <= ALLOWED_IMPORTS, f"{path.name}: imports {roots - ALLOWED_IMPORTS}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_skeleton_title_prose_before_code_and_a_write_at_the_end(path):
+    nb = load(path)
+    title = nb.cells[0]
+    assert title.cell_type == "markdown" and title.source.startswith("# ")
+    for word in ("§", "Run time", "smoke", "mini", "paper", "Writes"):
+        assert word in title.source, f"{path.name}: title cell lacks {word!r}"
+    for i, cell in enumerate(nb.cells[3:], start=3):  # after title, parameters, imports
+        if cell.cell_type == "code":
+            assert nb.cells[i - 1].cell_type == "markdown", (
+                f"{path.name}: code cell {i} has no markdown before it"
+            )
+    last = code_cells(nb)[-1].source
+    assert "results.write_results(" in last or "results.write_frame(" in last
+    assert any(c.cell_type == "markdown" and "\n> " in "\n" + c.source for c in nb.cells), (
+        f"{path.name}: no blockquoted remark of ours"
+    )
+
+
+def test_one_notebook_per_table_and_numbered_in_order():
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers == list(range(len(NOTEBOOKS)))
+    for roman in results.TABLES:
+        match = [p for p in NOTEBOOKS if f"_table_{roman}_" in p.name]
+        assert len(match) == 1, f"Table {roman}: notebooks {match}"
+        source = "\n".join(c.source for c in code_cells(load(match[0])))
+        assert f'results.paper_table("{roman}")' in source
+        assert f'results.write_results(table, profile, "{roman}")' in source
+    for fig in ("fig9", "fig10", "visual"):
+        assert any(fig in p.name for p in NOTEBOOKS), fig
+
+
+def test_strip_tool_removes_outputs(tmp_path):
+    nb = load(NOTEBOOKS[0])
+    cell = code_cells(nb)[0]
+    cell.outputs = [nbformat.v4.new_output("stream", text="hi")]
+    cell.execution_count = 3
+    assert not is_clean(nb)
+    assert is_clean(strip(nb))
+    assert parameters(nb), "stripping keeps the parameters tag"
+
+
+# ---------------------------------------------------------------------------- pipeline
+
+
+def test_select_by_number_name_and_resume():
+    names = [p.stem for p in NOTEBOOKS]
+    assert [p.stem for p in pipeline.select(NOTEBOOKS, only="3")] == [names[3]]
+    assert [p.stem for p in pipeline.select(NOTEBOOKS, only=names[5])] == [names[5]]
+    assert [p.stem for p in pipeline.select(NOTEBOOKS, start="17")] == names[17:]
+    with pytest.raises(ValueError, match="matches 0 notebooks"):
+        pipeline.select(NOTEBOOKS, only="99")
+    with pytest.raises(ValueError, match="not both"):
+        pipeline.select(NOTEBOOKS, only="1", start="2")
+
+
+def test_parse_param():
+    assert pipeline.parse_param("data_root=/data/x") == ("data_root", "/data/x")
+    assert pipeline.parse_param("jobs=2") == ("jobs", 2)
+    assert pipeline.parse_param("paper_macs=True") == ("paper_macs", True)
+    with pytest.raises(ValueError):
+        pipeline.parse_param("no-equals")
+
+
+def _tiny_notebook(path, source):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            'profile: str = "smoke"  # run profile', metadata={"tags": ["parameters"]}
+        ),
+        nbformat.v4.new_code_cell(source),
+    ]
+    nbformat.write(nb, path)
+
+
+@pytest.mark.notebook
+def test_pipeline_stops_at_the_first_failing_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "")  # run() prepends the root; undone after the test
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    (tmp_path / "notebooks").mkdir()
+    _tiny_notebook(tmp_path / "notebooks" / "00_ok.ipynb", "x = 1")
+    _tiny_notebook(tmp_path / "notebooks" / "01_bad.ipynb", "raise RuntimeError('boom')")
+    _tiny_notebook(tmp_path / "notebooks" / "02_never.ipynb", "x = 2")
+    with pytest.raises(SystemExit) as err:
+        pipeline.run("smoke", root=tmp_path)
+    message = str(err.value)
+    assert "FAILED: 01_bad.ipynb" in message and "cell" in message and "boom" in message
+    assert "--from 01" in message
+    out = tmp_path / "results" / "smoke" / "notebooks"
+    assert sorted(p.name for p in out.iterdir()) == ["00_ok.ipynb", "01_bad.ipynb"]
+    times = pd.read_csv(tmp_path / "results" / "smoke" / "pipeline_times.csv")
+    assert list(times["status"]) == ["ok", "failed"]
+    # re-running one notebook updates its row and keeps the others
+    pipeline.run("smoke", only="00", root=tmp_path)
+    times = pd.read_csv(tmp_path / "results" / "smoke" / "pipeline_times.csv")
+    assert list(times["notebook"]) == ["00_ok.ipynb", "01_bad.ipynb"]
+
+
+# ---------------------------------------------------------------------------- smoke runs
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_at_smoke(path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    done = pipeline.run("smoke", only=path.stem)
+    assert [d["status"] for d in done] == ["ok"]
+    executed = load(results.results_dir("smoke") / "notebooks" / path.name)
+    errors = [
+        o
+        for c in code_cells(executed)
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    assert not errors
+    roman = next((r for r in results.TABLES if f"_table_{r}_" in path.name), None)
+    if roman:
+        table = results.read_results("smoke", roman)
+        ours = table[table["source"] == "reproduced"]
+        printed = table[(table["source"] == "paper") & ~table["note"].str.startswith("computed")]
+        assert len(printed) == len(results.paper_table(roman))
+        assert ours["value"].notna().any(), f"Table {roman}: no reproduced number at smoke"
+        assert (ours["profile"] == "smoke").all()
+
+
+# Notebooks that read data, run against a data root with nothing in it (smoke network).
+MISSING_DATA = [
+    "00_data_preparation",
+    "01_model_walkthrough",
+    "02_training",
+    "03_table_I_3d",
+    "07_table_V_one_by_one",
+    "09_table_VII_components",
+    "16_fig9_gating",
+    "17_fig10_tsne",
+    "18_fig_visual_comparisons",
+]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("stem", MISSING_DATA)
+def test_notebook_completes_without_data_and_says_why(stem, tmp_path, monkeypatch):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("PYTHONPATH", "")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("M2IR_RESULTS", str(tmp_path / "results"))
+    done = pipeline.run("smoke", only=stem, parameters={"data_root": str(empty)})
+    assert [d["status"] for d in done] == ["ok"]
+    roman = next((r for r in results.TABLES if f"_table_{r}_" in stem), None)
+    if roman:
+        table = results.read_results("smoke", roman)
+        ours = table[table["source"] == "reproduced"]
+        assert ours["value"].isna().all() and (ours["metric"] == results.STATUS).all()
+        assert ours["note"].str.contains("not usable under").any(), ours["note"].tolist()
