@@ -262,6 +262,16 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
         figsize=(2.0 * (1 + len(names)), 2.0 * 2 * len(pairs)),
     )
     for r, pair in enumerate(pairs):
+        # One colour scale per level, shared by input and GT so the two stay comparable, and
+        # stretched to their 1–99th percentiles: a short-trained gate varies in a narrow band.
+        maps = {
+            w: {n: pair[f"gates_{w}"][n][kind].cpu().numpy() for n in names}
+            for w in ("degraded", "clean")
+        }
+        scale = {
+            n: np.percentile(np.concatenate([maps[w][n].ravel() for w in maps]), [1, 99])
+            for n in names
+        }
         for j, which in enumerate(("degraded", "clean")):
             row = axes[2 * r + j]
             row[0].imshow(_hwc(pair[which]))
@@ -269,10 +279,9 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
                 f"{pair['task']}: {'input' if which == 'degraded' else 'GT'}", fontsize=8
             )
             for c, name in enumerate(names, start=1):
-                row[c].imshow(
-                    pair[f"gates_{which}"][name][kind].cpu(), cmap="viridis", vmin=0, vmax=1
-                )
-                row[c].set_title(name, fontsize=8)
+                lo, hi = scale[name]
+                row[c].imshow(maps[which][name], cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6))
+                row[c].set_title(f"{name} [{lo:.2f}, {hi:.2f}]", fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
