@@ -26,6 +26,7 @@ DACLIP_DEGRADATIONS = (
 )
 # The six prompts of the same group's M2Restore; T = 6 gives the 39.1M count (arch.md §0.2.9).
 DEFAULT_PROMPTS = ("hazy", "noisy", "raindrop", "rainy", "shadowed", "snowy")
+DACLIP_EMBED_DIM = 512  # width of DA-CLIP ViT-B-32's degradation features D(I)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ class M2IRConfig:
     # was a little faster on CPU (mini, 1 thread); Table XIII's MACs count experts densely.
     dispatch: Literal["dense", "sparse"] = "sparse"
     prompts: tuple[str, ...] = DEFAULT_PROMPTS  # text descriptors of DACP, §III-C
-    prior_dim: int = 512  # DA-CLIP embedding width (ViT-B-32)
+    prior_dim: int = (
+        DACLIP_EMBED_DIM  # width of d̂ in P' (DA-CLIP fixes 512; the MLP may be smaller)
+    )
 
     @property
     def has_adec(self) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from m2ir_lib import results
-from m2ir_lib.config import M2IRConfig, TrainConfig, get_profile
+from m2ir_lib.config import DACLIP_EMBED_DIM, M2IRConfig, TrainConfig, get_profile
 from m2ir_lib.data import PAPER_REPEATS
 
 DACLIP_NOTE = "DA-CLIP weights unavailable: learnable-MLP prior (paper's Table VII fallback)"
@@ -237,6 +237,8 @@ def plan(
     uses_prior = cfg.special_experts and cfg.prior != "none"
     if uses_prior and cfg.prior == "daclip" and not daclip_checkpoint:
         cfg = dataclasses.replace(cfg, prior="mlp")
+    if uses_prior and cfg.prior == "daclip":  # the real prior fixes P''s width
+        cfg = dataclasses.replace(cfg, prior_dim=DACLIP_EMBED_DIM)
     if uses_prior and cfg.prior == "mlp":
         notes.append(DACLIP_NOTE)
     if not (uses_prior and cfg.prior == "daclip"):

@@ -325,6 +325,12 @@ class M2IR(nn.Module):
             raise ValueError(DACLIP_MISSING)
         if needs_prior and cfg.prior == "mlp":
             prior_encoder = LearnablePrior(cfg.prior_dim, len(cfg.prompts))
+        width = getattr(prior_encoder, "out_dim", None)  # DaCLIPPrior says its width up front
+        if width is not None and width != cfg.prior_dim + len(cfg.prompts):
+            raise ValueError(
+                f"the prior gives P' of width {width}; cfg expects prior_dim + T = "
+                f"{cfg.prior_dim + len(cfg.prompts)} (DA-CLIP ViT-B-32 needs prior_dim=512)"
+            )
         self.prior_encoder = prior_encoder  # P', computed once per image
         c, nb, hd = cfg.dim, cfg.num_blocks, cfg.heads
         self.patch_embed = nn.Conv2d(3, c, 3, padding=1, bias=False)  # F_0

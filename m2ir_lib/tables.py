@@ -371,3 +371,65 @@ def efficiency_rows(
                 )
             )
     return pd.concat(frames, ignore_index=True)
+
+
+MEASURED = results.repo_root() / "benchmarks" / "measured"
+GPU_LABELS = {  # gpu_check.py's model names -> this table's rows
+    "M²IR (random DA-CLIP)": "M²IR (paper config, DA-CLIP structure)",
+    "M²IR (w/o DA-CLIP)": "M²IR (paper config, w/o DA-CLIP)",
+    "Restormer-style baseline": "Restormer-style (paper config)",
+}
+
+
+def measured_gpu_rows(profile: str, folder: str | Path = MEASURED, seed: int = 0) -> pd.DataFrame:
+    """Table XIII's GPU columns from the committed outputs of `benchmarks/gpu_check.py`
+    (`gpu_check_*.json`, one per GPU it ran on): the paper config at 720×480, fp32 latency
+    and peak GPU memory, bf16 latency in the note. Empty when no such file exists.
+    """
+    import json
+
+    frames = []
+    for path in sorted(Path(folder).glob("gpu_check_*.json")):
+        found = json.loads(path.read_text())
+        env = found["env"]
+        by_model = {}
+        for row in found.get("inference", []):
+            by_model.setdefault(row["model"], {})[row["dtype"]] = row
+        for name, modes in by_model.items():
+            fp32, bf16 = modes.get("fp32"), modes.get("bf16")
+            if fp32 is None or name not in GPU_LABELS:
+                continue
+            values = {
+                ("720×480", "latency (ms)"): fp32["latency_ms"],
+                ("720×480", "GPU memory (MB)"): fp32["gpu_peak_mb"],
+            }
+            note = f"{path.relative_to(results.repo_root())}: torch {env['torch']}, fp32"
+            if bf16 is not None:
+                note += f"; bf16 autocast {bf16['latency_ms']:.0f} ms, {bf16['gpu_peak_mb']:.0f} MB"
+            frames.append(
+                results.rows(
+                    "XIII",
+                    GPU_LABELS[name],
+                    values,
+                    profile=profile,
+                    seed=seed,
+                    device=env["device"],
+                    data="no data (random weights)",
+                    note=note,
+                    commit=_last_commit(path),
+                )
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _last_commit(path: Path) -> str:
+    """The commit that last changed `path` (the measured file's own provenance)."""
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "log", "-1", "--format=%h", "--", str(path)],
+        cwd=results.repo_root(),
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() or "unknown"

@@ -166,12 +166,12 @@ def test_build_model_loads_a_vit_b32_checkpoint(tmp_path):
     """The public path: a daclip_ViT-B-32.pt-shaped file -> model.build_model -> restore."""
     import dataclasses
 
-    from m2ir_lib.config import MODEL_PRESETS
+    from m2ir_lib.config import DACLIP_EMBED_DIM, MODEL_PRESETS
     from m2ir_lib.model import build_model
 
     path = tmp_path / CHECKPOINT_NAME
     torch.save({"state_dict": random_daclip().state_dict()}, path)
-    cfg = dataclasses.replace(MODEL_PRESETS["mini"], prior="daclip")
+    cfg = dataclasses.replace(MODEL_PRESETS["mini"], prior="daclip", prior_dim=DACLIP_EMBED_DIM)
     model = build_model(cfg, str(path)).eval()
     assert isinstance(model.prior_encoder, DaCLIPPrior)
     assert model.prior_encoder.out_dim == cfg.prior_dim + len(cfg.prompts)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from m2ir_lib import model as model_module
 from m2ir_lib.config import MODEL_PRESETS
@@ -268,3 +269,17 @@ def test_expert_mix_under_bf16_autocast(dispatch):
         out = dgea.mix(x_hat.bfloat16(), weights)
     assert out.dtype == torch.float32 and out.shape == x_hat.shape
     torch.testing.assert_close(out, dgea.mix(x_hat, weights), atol=0.05, rtol=0.05)
+
+
+def test_prior_width_mismatch_is_refused_at_construction():
+    """A DA-CLIP prior of 512 + T features cannot feed a config built for a smaller P'."""
+    cfg = dataclasses.replace(MODEL_PRESETS["smoke"], prior="daclip")  # prior_dim 32
+
+    class WidePrior(nn.Module):
+        out_dim = 512 + len(cfg.prompts)
+
+        def forward(self, image):
+            return image.new_zeros(image.shape[0], self.out_dim)
+
+    with pytest.raises(ValueError, match="prior_dim=512"):
+        M2IR(cfg, prior_encoder=WidePrior())
