@@ -76,6 +76,13 @@ def parse_param(text: str) -> tuple[str, object]:
         return name, raw
 
 
+def _record(done: list[dict], path: Path, name: str, status: str, t0: float, profile: str):
+    """Append one notebook's outcome and wall time, and rewrite the times table."""
+    seconds = round(time.perf_counter() - t0, 1)
+    done.append(dict(notebook=name, status=status, seconds=seconds, profile=profile))
+    _write_times(done, path)
+
+
 def _write_times(rows: list[dict], path: Path) -> None:
     """Merge this run's wall times into the profile's table (one row per notebook, in order),
     so `--only` and `--from` runs update their rows and keep the others."""
@@ -155,15 +162,7 @@ def run(
                 else {"desc": nb.stem, "position": 1, "leave": False},
             )
         except PapermillExecutionError as err:
-            done.append(
-                dict(
-                    notebook=nb.name,
-                    status="failed",
-                    seconds=round(time.perf_counter() - t0, 1),
-                    profile=profile,
-                )
-            )
-            _write_times(done, times_path)
+            _record(done, times_path, nb.name, "failed", t0, profile)
             first = (err.source or "").strip().splitlines()[:1]
             raise SystemExit(
                 f"\nFAILED: {nb.name}, cell {err.cell_index} of the executed copy "
@@ -173,15 +172,7 @@ def run(
                 f"  after fixing it, resume with: python -m m2ir_lib.pipeline "
                 f"--profile {profile} --from {nb.stem.split('_')[0]}"
             ) from None
-        done.append(
-            dict(
-                notebook=nb.name,
-                status="ok",
-                seconds=round(time.perf_counter() - t0, 1),
-                profile=profile,
-            )
-        )
-        _write_times(done, times_path)
+        _record(done, times_path, nb.name, "ok", t0, profile)
     outer.close()
     total = sum(r["seconds"] for r in done)
     print(
