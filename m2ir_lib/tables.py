@@ -24,9 +24,12 @@ from m2ir_lib.experiments import BASELINE, IDENTITY, SETTINGS, Data, Run, locate
 # table -> [(setting, row label template, network overrides)]; "{p}" is the profile name.
 TABLE_RUNS: dict[str, list[tuple[str, str, dict]]] = {
     "I": [("3d", "M²IR (ours, {p})", {}), ("3d", "Restormer-style (ours, {p})", BASELINE)],
-    "II": [("5d", "M²IR (ours, {p})", {})],
-    "III": [("cdd11", "M²IR (ours, {p})", {})],
-    "IV": [("weatherbench", "M²IR (ours, {p})", {})],
+    "II": [("5d", "M²IR (ours, {p})", {}), ("5d", "Restormer-style (ours, {p})", BASELINE)],
+    "III": [("cdd11", "M²IR (ours, {p})", {}), ("cdd11", "Restormer-style (ours, {p})", BASELINE)],
+    "IV": [
+        ("weatherbench", "M²IR (ours, {p})", {}),
+        ("weatherbench", "Restormer-style (ours, {p})", BASELINE),
+    ],
     "V": [
         ("denoise", "M²IR (ours, {p}, denoise only)", {}),
         ("dehaze", "M²IR (ours, {p}, dehaze only)", {}),
