@@ -1,8 +1,8 @@
-"""The published folder trees of every real data set of the paper (research/data.md §1).
+"""The published folder trees of every real data set of the paper (docs/data.md §2).
 
 Each part (one data set, one split) lists its accepted layouts in the order they are tried:
 the PromptIR/AdaIR tree (``Train/...``, ``test/...``; also under ``data/``), MoCE-IR's tree,
-OneRestore's, and the original releases' names. Counts are the published sizes of §1.3; a
+OneRestore's, and the original releases' names. Counts are the published sizes (docs/data.md §2); a
 layout whose size is not published (MoCE-IR's pre-cropped GoPro patches) says so in the report.
 
 WeatherBench publishes no folder layout, so its tree comes from a JSON/YAML file

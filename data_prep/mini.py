@@ -3,7 +3,7 @@
 ``python -m data_prep.mini --out data/mini [--seed 0] [--size mini|smoke]``, or
 ``build_mini(out, seed=0, size="mini")`` from Python. It needs no download: the clean images
 are the photographs shipped inside scikit-image, scikit-learn and matplotlib
-(research/data.md §5; each one's source and licence is written to ``sources.csv``).
+(docs/data.md §6; each one's source and licence is written to ``sources.csv``).
 
 Split by photograph (the two stereo views of the motorcycle stay together in train; the
 grayscale photos, replicated to RGB, are train only). Every image is scaled to a long side of

@@ -3,7 +3,7 @@
 A command names the parts it needs (`COMMANDS`); ``3d`` and ``5d`` are the paper's training
 mixes with their test sets (§IV-A), the others one data set family each; ``all`` does every
 family that is present and says which are missing. Every command writes ``<out>/<name>.csv``
-(DESIGN.md's manifest) and ``<out>/<name>.report.md`` (counts per split and task, what was
+(docs/data.md §1's manifest) and ``<out>/<name>.report.md`` (counts per split and task, what was
 left out and why, which images are converted on load).
 """
 
@@ -74,7 +74,7 @@ def data_root(root=None) -> Path:
     if not root.is_dir():
         raise LayoutError(
             f"data root {root} does not exist. It should hold the data sets in "
-            "one of the trees of research/data.md §1, e.g. Train/Denoise, "
+            "one of the trees of docs/data.md §2, e.g. Train/Denoise, "
             "Train/Derain/{rainy,gt}, test/dehaze/{input,target}, ... "
             "(run with an existing --root to see the full tree per data set)"
         )
@@ -227,7 +227,7 @@ def prepare(
         if short and not allow_partial:
             if command != "all":
                 raise CountError(
-                    "counts differ from the published sizes (research/data.md §1.3); a "
+                    "counts differ from the published sizes (docs/data.md §2); a "
                     "partial set is refused, pass --allow-partial to accept it:\n  "
                     + "\n  ".join(
                         f"{r.part}: {r.dataset} {r.split}/{r.task}: found {r.found}, "

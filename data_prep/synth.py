@@ -1,4 +1,4 @@
-"""Synthetic degradations of the embedded mini benchmark (research/data.md §4).
+"""Synthetic degradations of the embedded mini benchmark (docs/data.md §6).
 
 One small function per degradation, usable on any image. Images are float arrays (H, W, 3)
 in [0, 1] (except `gaussian_noise`, which keeps the peers' uint8 formula); every random draw
@@ -115,7 +115,7 @@ def right_view_disparity(disp_left: np.ndarray) -> np.ndarray:
 
 
 def depth_proxy(img: np.ndarray, rng) -> np.ndarray:
-    """A normalised distance map in [0, 1] for photos without depth (our design, data.md §4):
+    """A normalised distance map in [0, 1] for photos without depth (our design, docs/data.md §6):
     ``norm(0.6·(1 − row/H) + 0.4·blur(luminance) + 0.1·low-frequency noise)``; upper and bright,
     smooth regions (sky) count as far. Blur σ = H/8."""
     h, w = img.shape[:2]
@@ -163,7 +163,7 @@ def rain_layer(shape, rng, density=None, length=None, angle=None, width=None, pe
     seeds on a fraction ``density`` ~ U[0.2 %, 0.6 %] of pixels with amplitude U[0.3, 1],
     smeared by a line of ``length`` ~ U[10, 30]·s px at ``angle`` ~ U[−25°, 25°] from vertical,
     widened by a Gaussian of σ = ``width`` ~ U[0.3, 0.7]·s, scaled so its 99th percentile is
-    ``peak`` ~ U[0.3, 0.6] (fainter than data.md's 0.6–0.9, tuned so inputs score ≈ 22–27 dB,
+    ``peak`` ~ U[0.3, 0.6] (tuned so that the inputs score ≈ 22–27 dB,
     near Rain100L's). Returns (H, W) in [0, 1]."""
     h, w = shape[:2]
     s = _scale(shape)

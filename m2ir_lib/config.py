@@ -24,7 +24,7 @@ DACLIP_DEGRADATIONS = (
     "snowy",
     "uncompleted",
 )
-# The six prompts of the same group's M2Restore; T = 6 gives the 39.1M count (arch.md §0.2.9).
+# The six prompts of the same group's M2Restore; T = 6 gives the 39.1M count (docs/readings.md §6).
 DEFAULT_PROMPTS = ("hazy", "noisy", "raindrop", "rainy", "shadowed", "snowy")
 DACLIP_EMBED_DIM = 512  # width of DA-CLIP ViT-B-32's degradation features D(I)
 
@@ -46,7 +46,7 @@ class M2IRConfig:
     shared_expert: bool = True  # Table VII: DGEA shared branch E_S
     num_experts: int = 4  # N, Table VIII
     top_k: int = 2  # K, Table IX
-    expert_hidden: float = 2.0  # expert MLP width r·C (arch.md §3.4, C3)
+    expert_hidden: float = 2.0  # expert MLP width r·C (docs/readings.md §9)
     ca_heads: int = 4  # heads of both CAs in ADEC (AdaIR's channel CA)
     # Run-time expert execution, outputs equal: sparse runs each pixel's K+1 experts only and
     # was a little faster on CPU (mini, 1 thread); Table XIII's MACs count experts densely.
@@ -79,7 +79,7 @@ class M2IRConfig:
 class TrainConfig:
     """Optimisation of §IV-A: AdamW, linear warm-up then cosine, patch 128, loss of eq. (11)."""
 
-    iters: int = 4450 * 150  # AdaIR: 150 epochs of ≈4,450 iterations at batch 32 (data.md §1.4)
+    iters: int = 4450 * 150  # AdaIR: 150 epochs of ≈4,450 it at batch 32 (docs/readings.md §12)
     warmup_iters: int = 4450 * 15  # 15 warm-up epochs, expressed in iterations
     cosine_iters: int = (
         4450 * 180
@@ -103,7 +103,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Profile:
-    """What one run of the workbook means: model size, data, budget (DESIGN.md, Profiles)."""
+    """What one run of the workbook means: model size, data, budget (README, "Profiles")."""
 
     name: str
     model: M2IRConfig

@@ -8,12 +8,12 @@ order (the deepest controller hidden steers the first block). The controller's p
 is the degradation embedding D(I); the steered CLIP output is the clean-content embedding.
 
 This file is our own implementation on open_clip 3.3.0 building blocks. Its parameter and
-state-dict layout equals the public `daclip_ViT-B-32.pt` (arch.md §5: 631 keys, including the
+state-dict layout equals the public `daclip_ViT-B-32.pt` (631 keys, including the
 `visual.*` alias of `clip.visual.*`), so that checkpoint loads strictly.
 
 M²IR uses DA-CLIP only through `DaCLIPPrior`: P' = [d̂ ; softmax(100 · d̂ · t̂ᵀ)], with the
 T prompt embeddings t̂ computed once at construction (the text tower never runs per image;
-Table XIII's 975−961 G confirms this, arch.md §0). Nothing here downloads anything.
+Table XIII's 975−961 G confirms this, docs/readings.md §6). Nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 def load_daclip(path: str | os.PathLike, model_name: str | dict = "ViT-B-32") -> DaCLIP:
-    """Load a DA-CLIP checkpoint strictly (every key of arch.md §5's layout, nothing else).
+    """Load a DA-CLIP checkpoint strictly (every key of the public file's layout, nothing else).
 
     Args:
         path: a `daclip_ViT-B-32.pt`-style file (raw state dict or {'state_dict': ...},

@@ -1,11 +1,11 @@
 """Training and evaluation data: manifests in, (degraded, clean) tensors out (§IV-A).
 
-Training and evaluation read manifests only (DESIGN.md, "Data contract"); `data_prep` writes
+Training and evaluation read manifests only (docs/data.md §1); `data_prep` writes
 them. A manifest is a CSV with columns ``split, task, degraded_path, clean_path, sigma`` (plus
 optional ones such as ``dataset``); paths are relative to a data root, and ``degraded_path``
 is empty where Gaussian noise is added on the fly (task ``denoise``, sigma 15/25/50).
 
-The peers' conventions (research/data.md §1.4, §2) are kept on purpose:
+The peers' conventions (docs/data.md §3, §4) are kept on purpose:
 
 * every image is centre-cropped to a multiple of 16 first (PromptIR ``crop_img(base=16)``);
 * training draws one 128² crop at the same place in degraded and clean, then one of the 7
@@ -35,7 +35,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 MANIFEST_COLUMNS = ("split", "task", "degraded_path", "clean_path", "sigma")
 SPLITS = ("train", "test")
-# Task names of DESIGN.md; CDD11 types use OneRestore's folder names.
+# Task names of docs/data.md §1; CDD11 types use OneRestore's folder names.
 BASE_TASKS = ("denoise", "derain", "dehaze", "deblur", "enhance", "desnow")
 CDD11_TYPES = (
     "low",
@@ -53,7 +53,7 @@ CDD11_TYPES = (
 TASKS = BASE_TASKS + CDD11_TYPES
 NOISE_SIGMAS = (15, 25, 50)  # §IV-A, on the 0-255 scale
 
-# Per-task repetition of the training pairs in one epoch (data.md §1.4): AdaIR's factors for
+# Per-task repetition of the training pairs in one epoch (docs/data.md §3): AdaIR's factors for
 # 3D/5D, MoCE-IR's ×2 per CDD11 type. Desnowing (CSD) is never trained on in the paper: 1.
 PAPER_REPEATS: dict[str, int] = {
     "denoise": 3,
@@ -65,7 +65,7 @@ PAPER_REPEATS: dict[str, int] = {
     **{t: 2 for t in CDD11_TYPES},
 }
 
-# The peers' augmentation modes 1..7 of `dihedral` (identity excluded, data.md §3).
+# The peers' augmentation modes 1..7 of `dihedral` (identity excluded, docs/data.md §3).
 AUGMENT_MODES = tuple(range(1, 8))
 
 
@@ -128,7 +128,7 @@ def dihedral(img: np.ndarray, mode: int) -> np.ndarray:
 
 
 def add_gaussian_noise(clean: np.ndarray, sigma: float, rng) -> np.ndarray:
-    """Peer Gaussian noise, data.md §4: ``clip(x + N(0, 1)·σ, 0, 255).astype(uint8)``.
+    """Peer Gaussian noise, docs/data.md §3: ``clip(x + N(0, 1)·σ, 0, 255).astype(uint8)``.
 
     The cast truncates (PromptIR ``_add_gaussian_noise``). With a legacy ``RandomState`` the
     draw is ``rng.randn(*shape)``, bit-identical to the peers' ``np.random.randn``.
@@ -241,7 +241,7 @@ def _select(manifest, split: str, tasks) -> pd.DataFrame:
 
 
 class TrainDataset(Dataset):
-    """Random ``patch``² training crops of a manifest's train rows (§IV-A, data.md §1.4, §3).
+    """Random ``patch``² training crops of a manifest's train rows (§IV-A, docs/data.md §3).
 
     Item ``i`` (or ``(i, seed)``) is a dict: ``degraded`` and ``clean`` (3, p, p) float32 in
     [0, 1], ``task`` (str), ``sigma`` (float, NaN unless denoising).
@@ -354,7 +354,7 @@ class TrainDataset(Dataset):
 
 
 class EvalDataset(Dataset):
-    """Full test images, both centre-cropped to a multiple of 16 (data.md §2).
+    """Full test images, both centre-cropped to a multiple of 16 (docs/data.md §4, §5).
 
     Item ``i`` is a dict: ``degraded`` and ``clean`` (3, H, W) float32 in [0, 1], ``task``,
     ``sigma`` (NaN unless denoising), ``name`` (file stem) and ``dataset`` (the manifest's

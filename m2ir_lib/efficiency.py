@@ -1,6 +1,6 @@
 """Model size, MACs, latency and peak memory of Table XIII, §IV-E.
 
-Counting convention (arch.md §0, §0.1–0.2), the one the paper's 39.1M / 961G follows:
+Counting convention (docs/readings.md §1), the one the paper's 39.1M / 961G follows:
 - params: `sum(p.numel())` over unique parameters (DA-CLIP's `visual.*` alias counted once).
 - macs: ptflops 0.7.5, pytorch backend, batch 1, 3×480×720 (conv/linear MACs plus ptflops'
   element counts for gelu, softmax, interpolate, pooling). Experts are counted densely
@@ -420,7 +420,7 @@ def efficiency_table(
             "daclip": mode,
             "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         }
-        if count:  # FLOPs column = MACs, as the paper reports them (arch.md §0)
+        if count:  # FLOPs column = MACs, as the paper reports them (docs/readings.md §1)
             c = complexity_of(model, tuple(size))
             row.update(macs_G=c["macs"] / 1e9, attention_macs_G=c["attention_macs"] / 1e9)
         row["latency_ms"] = measure_latency(

@@ -1,6 +1,6 @@
 """Training objective of M²IR, eq. (8)–(11), §III-D.
 
-Readings (research/arch.md §4): Charbonnier with ε = 1e-3 (Restormer's); eq. (9) as the
+Readings (docs/readings.md §11): Charbonnier with ε = 1e-3 (Restormer's); eq. (9) as the
 squared coefficient of variation its text names, var/(mean² + 1e-10) with torch's unbiased
 variance (MEASNet/M2Restore); eq. (10) with `torch.fft.fft2` and an L1 mean (SFNet).
 """

@@ -1,4 +1,4 @@
-"""Image-quality metrics of §IV under the two protocols the paper's tables use (data.md §2).
+"""Image-quality metrics of §IV under the two protocols the paper's tables use (docs/data.md §5).
 
 - ``peer`` (Tables I–III, V, VI): the PromptIR/AdaIR convention. RGB float in [0, 1], clipped,
   no uint8 rounding, centre-cropped to a multiple of 16, skimage PSNR (data_range=1) and skimage
@@ -74,7 +74,7 @@ def _check_pair(restored: np.ndarray, target: np.ndarray) -> None:
 def psnr_ssim(
     restored: np.ndarray, target: np.ndarray, protocol: Protocol = "peer"
 ) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of one image pair under a table's protocol (§IV-A, data.md §2).
+    """PSNR (dB) and SSIM of one image pair under a table's protocol (§IV-A, docs/data.md §5).
 
     Args:
         restored: (H, W, 3) float array, nominally in [0, 1] (clipped here).
@@ -202,7 +202,7 @@ def fid(
 ) -> float | str:
     """Fréchet Inception Distance between two image sets, or ``NA_WEIGHTS``.
 
-    The paper does not say which FID implementation it used (data.md §2). This one uses the
+    The paper does not say which FID implementation it used (docs/data.md §5). This one uses the
     pool3 (2048-d) features of torchvision's ``inception_v3`` loaded from ``inception_weights``
     (a state dict) at 299×299, so values are comparable across our runs but not to pytorch-fid's
     TF-ported network. With the 200 images per weather type of WeatherBench it is a weak

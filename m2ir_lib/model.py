@@ -1,6 +1,6 @@
 """M²IR network: MST blocks in a Restormer U-Net with three ADEC modules (§III, Fig. 2).
 
-Reading of the paper: research/arch.md, configuration C3 (its §0.2 pins each ambiguity).
+Readings of the paper's open choices: docs/readings.md, one section per choice.
 MDTA/GDFN follow Restormer [17], the channel cross-attention AdaIR [14], written anew.
 FLOP convention (Table XIII): q·kᵀ and A·v of every channel attention happen only in
 `channel_attention`, which the paper's MACs exclude; counters patch that one function.
@@ -33,7 +33,7 @@ class Routing(NamedTuple):
 
 def channel_attention(q, k, v, temperature):
     """Channel attention of MDTA [17], softmax(q̂·k̂ᵀ·τ)·v per head: the network's only
-    matmuls, outside Table XIII's MACs (arch.md §0.2.1), so counters patch this function.
+    matmuls, outside Table XIII's MACs (docs/readings.md §1), so counters patch this function.
 
     Args:
         q, k, v: (B, heads, C/heads, HW) tensors.
@@ -92,7 +92,7 @@ class ChannelAttention(nn.Module):
 class MDTA(ChannelAttention):
     """Multi-Dconv head transposed attention of Restormer [17], Fig. 3(a), §III-B; its qkv
     convs split into q and kv (same weights and MACs). Inside MSA it has no `project_out`:
-    W_l³ of eq. (2) is the only output projection (arch.md §0.2.2)."""
+    W_l³ of eq. (2) is the only output projection (docs/readings.md §2)."""
 
     def forward(self, x):
         return super().forward(x, x)
@@ -116,7 +116,7 @@ class GDFN(nn.Module):
 # ------------------------------------------------------------------ MST, §III-B
 class MSA(nn.Module):
     """Mamba-style attention, eq. (1)–(2), Fig. 3(c), §III-B. W_d is depthwise only and
-    MDTA keeps no projection of its own (arch.md §0.2.2–3)."""
+    MDTA keeps no projection of its own (docs/readings.md §2–3)."""
 
     def __init__(self, dim, heads):
         super().__init__()
@@ -177,7 +177,7 @@ class CrossAttention(ChannelAttention):
 
 class DACP(nn.Module):
     """Degradation-aware contextual priors, eq. (3), Fig. 4, §III-C. Queries come from the
-    broadcast map of W_p¹P' (arch.md §0.2.7), keys/values from X̂: so P varies in space."""
+    broadcast map of W_p¹P' (docs/readings.md §7), keys/values from X̂: so P varies in space."""
 
     def __init__(self, dim, prior_width, ca_heads):
         super().__init__()
@@ -191,14 +191,14 @@ class DACP(nn.Module):
 
 
 class Expert(nn.Module):
-    """One expert E_n of Fig. 5: per-pixel MLP C -> r·C -> C (arch.md §3.4, C3)."""
+    """One expert E_n of Fig. 5: per-pixel MLP C -> r·C -> C (docs/readings.md §9)."""
 
     def __init__(self, dim, hidden):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
 
     def forward(self, tokens):  # (M, C)
-        return self.fc2(F.gelu(self.fc1(tokens)))  # functional GELU: arch.md §0.2.5
+        return self.fc2(F.gelu(self.fc1(tokens)))  # functional GELU: docs/readings.md §9
 
 
 class DGEA(nn.Module):
@@ -214,7 +214,7 @@ class DGEA(nn.Module):
         self.n, self.k, self.dispatch = cfg.num_experts, cfg.top_k, cfg.dispatch
         self.special, self.shared = cfg.special_experts, cfg.shared_expert
         if self.special:
-            self.norm = LayerNorm(dim)  # DGEA's own LN(X̂), arch.md §0.2.6
+            self.norm = LayerNorm(dim)  # DGEA's own LN(X̂), docs/readings.md §8
             self.w_r = conv1x1(2 * dim if with_prior else dim, self.n, bias=True)
         hidden = int(cfg.expert_hidden * dim)
         count = self.n * self.special + self.shared
@@ -256,7 +256,7 @@ class DGEA(nn.Module):
 
 class ADEC(nn.Module):
     """Adaptive degradation expert collaboration, eq. (3)–(7), Fig. 2, §III-C. Returns
-    α⊙X̃ + β⊙X̂ with α = 0, β = 1 at init (AdaIR-style, arch.md §3.4): ADEC starts as the
+    α⊙X̃ + β⊙X̂ with α = 0, β = 1 at init (AdaIR-style, docs/readings.md §10): ADEC starts as the
     identity, so its inner parameters get gradients only once α has moved."""
 
     def __init__(self, dim, heads, cfg: M2IRConfig):
@@ -346,7 +346,7 @@ class M2IR(nn.Module):
         self.decoder1 = make_blocks(cfg, 2 * c, hd[0], nb[0])
         self.refinement = make_blocks(cfg, 2 * c, hd[0], cfg.num_refinement_blocks)
         self.output = nn.Conv2d(2 * c, 3, 3, padding=1, bias=False)
-        # AdaIR's positions (arch.md §3.3); each inner MST takes its stage's heads (§0.2.8).
+        # AdaIR's positions (docs/readings.md §5); each inner MST takes its stage's heads.
         self.adecs = nn.ModuleList(
             [ADEC(8 * c, hd[3], cfg), ADEC(4 * c, hd[2], cfg), ADEC(2 * c, hd[1], cfg)]
             if cfg.has_adec

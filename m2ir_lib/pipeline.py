@@ -1,4 +1,4 @@
-"""Run the workbook: every notebook in order, with papermill, for one profile (DESIGN.md).
+"""Run the workbook: every notebook in order, with papermill, for one profile (README, "Profiles").
 
     python -m m2ir_lib.pipeline --profile mini            # all notebooks (make reproduce)
     python -m m2ir_lib.pipeline --list                    # what would run, in order

@@ -2,7 +2,7 @@
 
 One plain loop (nanoGPT style) that runs as a single process or under ``torchrun`` (DDP;
 gloo on CPU, NCCL on GPU, bf16 autocast on GPU). The peers' per-epoch schedule
-(PromptIR/AdaIR ``LinearWarmupCosineAnnealingLR``, data.md §3) is written in iterations, so a
+(PromptIR/AdaIR ``LinearWarmupCosineAnnealingLR``, docs/readings.md §12) is in iterations, so a
 shortened profile keeps its shape.
 
 Exact resume: the data stream is a pure function of (seed, sample counter). Sample ``g`` of

@@ -152,7 +152,7 @@ def test_prior_rejects_bad_input(tiny_name):
 
 
 def test_vit_b32_structure_matches_public_checkpoint():
-    """arch.md §5: 631 state-dict keys, 246.21M unique parameters (334.06M summed over keys)."""
+    """The public checkpoint: 631 keys, 246.21M unique parameters (334.06M summed over keys)."""
     model = random_daclip()
     state = model.state_dict()
     assert len(state) == 631

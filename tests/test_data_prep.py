@@ -1,4 +1,4 @@
-"""data_prep adapters on small fake trees built in each published layout (data.md §1)."""
+"""data_prep adapters on small fake trees built in each published layout (docs/data.md §2)."""
 
 import dataclasses
 

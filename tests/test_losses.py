@@ -1,4 +1,4 @@
-"""Losses of eq. (8)–(11) on hand-computed inputs (research/arch.md §4)."""
+"""Losses of eq. (8)–(11) on hand-computed inputs (docs/readings.md §11)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Metrics of §IV under the peer and WeatherBench protocols (data.md §2), on known values."""
+"""Metrics of §IV under the peer and WeatherBench protocols (docs/data.md §5), on known values."""
 
 import math
 

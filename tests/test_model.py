@@ -91,7 +91,7 @@ def test_dense_equals_sparse(n, k, shared):
 
 
 def test_adec_is_identity_at_init():
-    """α = 0 (arch.md §0.2.11): at init M²IR equals its backbone without ADECs."""
+    """α = 0 (docs/readings.md §10): at init M²IR equals its backbone without ADECs."""
     full = M2IR(SMOKE)
     plain = M2IR(_smoke(special_experts=False, shared_expert=False))
     missing, unexpected = plain.load_state_dict(full.state_dict(), strict=False)
@@ -240,7 +240,7 @@ def _paper_params_m():
 
 
 def test_paper_parameter_count():
-    """Table XIII 'w/o DA-CLIP': 39.1M; arch.md C3 is exactly 38,804,826 (T = 6 prompts)."""
+    """Table XIII 'w/o DA-CLIP': 39.1M; docs/readings.md §1: exactly 38,804,826 (T = 6 prompts)."""
     cfg = MODEL_PRESETS["paper"]
     model = M2IR(cfg, prior_encoder=ZeroPrior(_prior_width(cfg)))  # DA-CLIP excluded
     params = sum(p.numel() for p in model.parameters())

@@ -1,4 +1,4 @@
-"""The notebooks: lint (style.md §3.5–3.8, 3.13), the pipeline driver, and a smoke run of each.
+"""The notebooks: lint (cells, imports, parameters, outputs), the driver, and a smoke run of each.
 
 The lint tests read the committed .ipynb files; `test_notebook_runs_at_smoke` executes each
 one with papermill through `m2ir_lib.pipeline` at the smoke profile (marker `notebook`), in
@@ -62,7 +62,7 @@ def test_one_typed_parameters_cell_first_profile(path):
     names = []
     for stmt, line in zip(tree.body, cells[0].source.splitlines(), strict=True):
         assert isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name), line
-        ast.literal_eval(stmt.value)  # a literal, never a computed value (style.md §4.7)
+        ast.literal_eval(stmt.value)  # a literal, never a computed value
         assert "  # " in line, f"parameter without a '# meaning' comment: {line}"
         names.append(stmt.target.id)
     assert tuple(names[:2]) == REQUIRED_PARAMS

@@ -1,4 +1,4 @@
-"""Strip outputs from notebooks before committing them (style.md §3.13).
+"""Strip outputs from notebooks before committing them (they are reviewed as code).
 
     python tools/strip_notebooks.py notebooks/*.ipynb          # strip in place
     python tools/strip_notebooks.py --check notebooks/*.ipynb  # exit 1 if any has outputs
