@@ -70,9 +70,10 @@ class RivalConfig:
     unused_layers: bool = True  # the authors' never-called layers (strict loading, counts)
 
     @property
-    def dispatch(self) -> str:
-        """No experts: training's DDP set-up asks this of every network config."""
-        return "dense"
+    def unused_parameters(self) -> bool:
+        """Parameters that never get a gradient (DDP must be told): the unused layers, and
+        AdaIR's window-ratio convs, whose output the authors truncate to integers."""
+        return self.unused_layers or self.arch == "adair"
 
     def __post_init__(self):
         if self.arch not in RIVALS:
@@ -535,3 +536,44 @@ def load_released(
         )
     model.load_state_dict(ours, strict=True)
     return model.to(device).eval()
+
+
+# ------------------------------------------------------------------ training runs beside M²IR
+TRAINING_NOTE = "trained here with M²IR's profile, schedule, loss and seed"
+
+
+def plan_rival(
+    name: str,
+    profile: str,
+    data,
+    *,
+    label: str | None = None,
+    train: dict | None = None,
+    ablation: bool = False,
+    seed: int = 0,
+):
+    """An `experiments.Run` training rival `name` exactly as M²IR's run of the same profile,
+    data and seed (same schedule, batch, crops, loss, tasks, data repeats), at the profile's
+    size. Train it with `experiments.train_runs` like any run; it is cached under its own key.
+
+    Args:
+        name: 'restormer', 'promptir' or 'adair'.
+        profile: run profile name (its network preset sizes the rival).
+        data: located data (`experiments.locate`).
+        label: the row label (default the paper's method name, e.g. "AdaIR").
+        train: TrainConfig overrides, e.g. {"charbonnier": False, "use_fft": False} for the
+            authors' plain L1 (default: M²IR's loss, one recipe for all).
+        ablation, seed: as `experiments.plan`.
+    """
+    from m2ir_lib.config import get_profile
+    from m2ir_lib.experiments import plan
+
+    model = get_profile(profile).model
+    preset = next((k for k, v in MODEL_PRESETS.items() if v == model), None)
+    if preset is None:
+        raise ValueError(f"profile {profile!r} uses no MODEL_PRESETS network: no rival size")
+    label = label or RIVAL_LABELS.get(name, name)
+    # trained from scratch: the authors' never-called layers would only be dead weight
+    cfg = dataclasses.replace(rival_config(name, preset), unused_layers=False)
+    base = plan(label, profile, data, train=train, ablation=ablation, seed=seed)
+    return dataclasses.replace(base, model=cfg, daclip_checkpoint="", note=TRAINING_NOTE)
