@@ -78,6 +78,15 @@ def config_from_dict(cls, d: dict):
     return cls(**kw)
 
 
+def model_config_from_dict(d: dict):
+    """The network config of a run's metadata: M2IRConfig, or RivalConfig (it has `arch`)."""
+    if "arch" in d:
+        from m2ir_lib.rivals import RivalConfig
+
+        return config_from_dict(RivalConfig, d)
+    return config_from_dict(M2IRConfig, d)
+
+
 # ---------------------------------------------------------------------------------------------
 # RNG state and atomic checkpoints
 # ---------------------------------------------------------------------------------------------
@@ -156,13 +165,13 @@ def load_checkpoint(
 
     ckpt = read_checkpoint(path)
     meta = ckpt["meta"]
-    cfg = config_from_dict(M2IRConfig, meta["model_cfg"])
+    cfg = model_config_from_dict(meta["model_cfg"])
     model = build_model(cfg, daclip_checkpoint or meta.get("daclip_checkpoint"))
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     if unexpected or set(missing) - frozen:
         raise RuntimeError(
-            f"checkpoint {path} does not fit M2IR({cfg}): missing "
+            f"checkpoint {path} does not fit {type(model).__name__}({cfg}): missing "
             f"{sorted(set(missing) - frozen)[:5]}, unexpected {unexpected[:5]}"
         )
     return model.to(device).eval(), {**meta, "step": ckpt["step"]}

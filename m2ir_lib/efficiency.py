@@ -8,6 +8,9 @@ Counting convention (docs/readings.md §1), the one the paper's 39.1M / 961G fol
 - attention_macs: the channel-attention products q·kᵀ and A·v, counted analytically by
   patching `model.channel_attention` while ptflops runs; ptflops sees none of them, whatever
   operator computes them. They are *not* in `macs` (the paper's convention).
+- The rivals (Restormer, PromptIR, AdaIR, `m2ir_lib.rivals`) are counted the same way; their
+  channel attention is M²IR's `channel_attention`, so the same products are left out. Table
+  XIII's PromptIR row (34.1M / 745G) is not what the official code gives (35.592M / 835.3G).
 - DA-CLIP: its image path only (controller + frozen visual, each once: 9.2G at ViT-B-32).
   ptflops applied to the DA-CLIP module as registered counts the visual tower twice through
   the `visual` alias (13.6G, which is what 975−961 in Table XIII suggests); that figure is
@@ -36,8 +39,10 @@ from torch import nn
 from m2ir_lib import model as model_lib
 from m2ir_lib.config import MODEL_PRESETS, M2IRConfig
 from m2ir_lib.model import M2IR, ZeroPrior
+from m2ir_lib.rivals import RIVAL_LABELS, RIVALS, RivalConfig, build_rival, rival_config
 
 DACLIP_MODES = ("none", "mlp", "daclip")
+MODELS = ("m2ir", *RIVALS)  # the networks of `--model`
 CONVENTION = (
     "ptflops 0.7.5 pytorch MACs, batch 1; experts dense; channel-attention q·kᵀ and "
     "A·v excluded (attention_macs); DA-CLIP image path counted once"
@@ -96,14 +101,45 @@ def build_variant(
     return M2IR(dataclasses.replace(cfg, prior="daclip"), prior_encoder=prior)
 
 
-def table_xiii_models(cfg_or_name: M2IRConfig | str = "paper") -> dict[str, tuple[M2IRConfig, str]]:
-    """The rows measured for Table XIII: name -> (config, daclip mode)."""
+def build_network(cfg: M2IRConfig | RivalConfig | str, daclip: str = "none", daclip_cfg=None):
+    """`build_variant` for M²IR configs, `build_rival` (which takes no prior) for the rivals."""
+    if isinstance(cfg, RivalConfig):
+        if daclip != "none":
+            raise ValueError(f"daclip={daclip!r}: {RIVAL_LABELS[cfg.arch]} takes no prior")
+        return build_rival(cfg)
+    return build_variant(cfg, daclip, daclip_cfg)
+
+
+def _preset_name(cfg_or_name: M2IRConfig | str) -> str:
+    if isinstance(cfg_or_name, str):
+        resolve_config(cfg_or_name)  # a clear error for an unknown name
+        return cfg_or_name
+    name = next((k for k, v in MODEL_PRESETS.items() if v == cfg_or_name), None)
+    if name is None:
+        raise ValueError("the rivals are sized by a preset name ('paper', 'mini', 'smoke')")
+    return name
+
+
+def table_xiii_models(
+    cfg_or_name: M2IRConfig | str = "paper", rivals: bool = False
+) -> dict[str, tuple[M2IRConfig | RivalConfig, str]]:
+    """The rows measured for Table XIII: name -> (config, daclip mode).
+
+    Args:
+        cfg_or_name: M²IR's configuration or preset name.
+        rivals: also Restormer, PromptIR and AdaIR at the same preset size (their released
+            configuration at 'paper'), so `efficiency_table` measures all four in one run.
+    """
     cfg = resolve_config(cfg_or_name)
-    return {
+    rows = {
         "M²IR": (cfg, "daclip"),
         "M²IR (w/o DA-CLIP)": (cfg, "none"),
         "Restormer-style baseline": (baseline_config(cfg), "none"),
     }
+    if rivals:
+        size = _preset_name(cfg_or_name)
+        rows.update({RIVAL_LABELS[n]: (rival_config(n, size), "none") for n in RIVALS})
+    return rows
 
 
 # ------------------------------------------------------------------------------------- Counting
@@ -190,10 +226,24 @@ def _n_params(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
-def complexity_of(model: M2IR, size=(480, 720)) -> dict:
-    """Params and MACs of a built M2IR in the Table XIII convention (see module docstring)."""
+def complexity_of(model: nn.Module, size=(480, 720)) -> dict:
+    """Params and MACs of a built M2IR or rival in the Table XIII convention (module docstring)."""
     model = model.eval()
     device, cfg = next(model.parameters()).device, model.cfg
+    if not isinstance(model, M2IR):  # a rival: no prior, no experts
+        with _attention_counted() as attention:
+            macs = _ptflops_macs(model, size, device)
+        params = _n_params(model)
+        return {
+            "net_params": params,
+            "net_macs": macs,
+            "attention_macs": attention[0],
+            "prior": "none",
+            "prior_params": 0,
+            "prior_macs": 0,
+            "params": params,
+            "macs": macs,
+        }
     saved_dispatch = [(m, m.dispatch) for m in model.modules() if hasattr(m, "dispatch")]
     prior = model.prior_encoder
     try:
@@ -253,6 +303,21 @@ def count_complexity(
     out.update(
         config=name,
         daclip=daclip,
+        size=list(size),
+        convention=CONVENTION,
+        seconds=round(time.perf_counter() - start, 1),
+    )
+    return out
+
+
+def count_rival(name: str, preset: str = "paper", size=(480, 720)) -> dict:
+    """`count_complexity` for a rival ('restormer', 'promptir', 'adair') at a preset size."""
+    start = time.perf_counter()
+    out = complexity_of(build_rival(name, preset), tuple(size))
+    out.update(
+        model=name,
+        config=preset,
+        daclip="none",
         size=list(size),
         convention=CONVENTION,
         seconds=round(time.perf_counter() - start, 1),
@@ -342,10 +407,11 @@ def peak_memory(
 
 
 _RSS_PROBE = """import json, sys, torch
-from m2ir_lib.efficiency import M2IRConfig, _image, _proc_status_mb, build_variant
+from m2ir_lib.efficiency import M2IRConfig, RivalConfig, _image, _proc_status_mb, build_network
 a = json.loads(sys.argv[1]); torch.set_num_threads(a["threads"])
-cfg = M2IRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in a["cfg"].items()})
-model = build_variant(cfg, a["daclip"], a["daclip_cfg"]).eval()
+kind = RivalConfig if "arch" in a["cfg"] else M2IRConfig
+cfg = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in a["cfg"].items()})
+model = build_network(cfg, a["daclip"], a["daclip_cfg"]).eval()
 with torch.no_grad():
     model(_image(a["size"]))
 print(_proc_status_mb("VmHWM"))
@@ -353,7 +419,7 @@ print(_proc_status_mb("VmHWM"))
 
 
 def cpu_peak_rss_mb(
-    cfg_or_name: M2IRConfig | str,
+    cfg_or_name: M2IRConfig | RivalConfig | str,
     daclip: str = "none",
     size=(480, 720),
     daclip_cfg: str | dict | None = None,
@@ -363,7 +429,9 @@ def cpu_peak_rss_mb(
     weights) and runs one no_grad CPU forward: Table XIII's "CPU" column, runtime included."""
     arg = json.dumps(
         {
-            "cfg": dataclasses.asdict(resolve_config(cfg_or_name)),
+            "cfg": dataclasses.asdict(
+                cfg_or_name if isinstance(cfg_or_name, RivalConfig) else resolve_config(cfg_or_name)
+            ),
             "daclip": daclip,
             "daclip_cfg": daclip_cfg,
             "size": list(size),
@@ -398,7 +466,8 @@ def efficiency_table(
     """Table XIII for our models: Params, MACs, attention MACs, latency, CPU/GPU memory.
 
     Args:
-        models: name -> (config or preset name, daclip mode); default `table_xiii_models()`.
+        models: name -> (config or preset name, daclip mode); default `table_xiii_models()`;
+            `table_xiii_models(preset, rivals=True)` adds Restormer, PromptIR and AdaIR.
         size: (H, W); the paper uses 480×720.
         device: where latency and memory are measured; CPU memory is the peak RSS of a
             fresh process (`cpu_peak_rss_mb`), GPU memory `peak_memory`'s.
@@ -414,7 +483,7 @@ def efficiency_table(
 
     rows = []
     for name, (cfg, mode) in (models or table_xiii_models()).items():
-        model = build_variant(cfg, mode, daclip_cfg).to(device).eval()
+        model = build_network(cfg, mode, daclip_cfg).to(device).eval()
         row = {
             "method": name,
             "daclip": mode,
@@ -451,8 +520,10 @@ def _device_name(device) -> str:
 
 # ------------------------------------------------------------------------------------------ CLI
 def main(argv=None):
-    """`python -m m2ir_lib.efficiency --config paper [--daclip none|mlp|daclip] [--json]`."""
+    """`python -m m2ir_lib.efficiency [--model m2ir|restormer|promptir|adair] --config paper
+    [--daclip none|mlp|daclip] [--json]`; --config is the size preset of any --model."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="m2ir", choices=MODELS)
     parser.add_argument("--config", default="paper", choices=sorted(MODEL_PRESETS))
     parser.add_argument("--daclip", default="none", choices=DACLIP_MODES)
     parser.add_argument("--size", type=int, nargs=2, default=(480, 720), metavar=("H", "W"))
@@ -461,11 +532,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = count_complexity(args.config, args.daclip, tuple(args.size))
+    if args.model == "m2ir":
+        out = count_complexity(args.config, args.daclip, tuple(args.size))
+    elif args.daclip != "none":
+        parser.error(f"--daclip {args.daclip}: {args.model} takes no prior")
+    else:
+        out = count_rival(args.model, args.config, tuple(args.size))
     if args.json:
         print(json.dumps(out))
         return
-    print(f"{args.config}, daclip={args.daclip}, {args.size[1]}x{args.size[0]} ({CONVENTION}):")
+    print(
+        f"{args.model} ({args.config}), daclip={args.daclip}, {args.size[1]}x{args.size[0]} "
+        f"({CONVENTION}):"
+    )
     for key, value in out.items():
         print(f"  {key:27} {value:,}" if isinstance(value, int) else f"  {key:27} {value}")
 

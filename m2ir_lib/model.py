@@ -394,9 +394,16 @@ def build_model(cfg: M2IRConfig, daclip_checkpoint: str | None = None) -> M2IR:
     """M²IR for `cfg`, loading the frozen DA-CLIP prior when cfg.prior == 'daclip'.
 
     Args:
-        cfg: network configuration.
+        cfg: network configuration; a `rivals.RivalConfig` builds that rival instead, so
+            the training loop and the run cache serve the rivals too.
         daclip_checkpoint: path to daclip_ViT-B-32.pt; required for prior='daclip'.
     """
+    if not isinstance(cfg, M2IRConfig):
+        from m2ir_lib.rivals import RivalConfig, build_rival  # rivals imports this module
+
+        if not isinstance(cfg, RivalConfig):
+            raise TypeError(f"expected an M2IRConfig or RivalConfig, got {type(cfg).__name__}")
+        return build_rival(cfg)
     if cfg.prior == "daclip" and cfg.special_experts:
         if daclip_checkpoint is None:
             raise ValueError(DACLIP_MISSING)

@@ -243,8 +243,12 @@ def train(
         net = model
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
-            # Sparse dispatch leaves unselected experts out of the graph.
-            net = DDP(model, device_ids=ids, find_unused_parameters=model_cfg.dispatch == "sparse")
+            # Sparse dispatch leaves unselected experts out of the graph; some rivals have
+            # parameters without gradient too (RivalConfig.unused_parameters).
+            unused = getattr(model_cfg, "dispatch", "") == "sparse" or getattr(
+                model_cfg, "unused_parameters", False
+            )
+            net = DDP(model, device_ids=ids, find_unused_parameters=unused)
 
         data = make_train_dataset(manifest, data_root, tc.patch, tasks, repeats, cache_images)
         sampler = StreamSampler(
