@@ -17,14 +17,13 @@ import argparse
 import ast
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from m2ir_lib.config import PROFILES, get_profile
-from m2ir_lib.results import repo_root, results_dir
+from m2ir_lib.results import new_temp_file, repo_root, results_dir
 
 
 def notebooks(root: str | Path | None = None) -> list[Path]:
@@ -76,6 +75,11 @@ def parse_param(text: str) -> tuple[str, object]:
         return name, raw
 
 
+def _param_flags(parameters: dict | None) -> str:
+    """The ``-p NAME=VALUE`` flags that repeat this run's extra parameters."""
+    return "".join(f" -p {k}={v}" for k, v in (parameters or {}).items())
+
+
 def _record(done: list[dict], path: Path, name: str, status: str, t0: float, profile: str):
     """Append one notebook's outcome and wall time, and rewrite the times table."""
     seconds = round(time.perf_counter() - t0, 1)
@@ -93,8 +97,7 @@ def _write_times(rows: list[dict], path: Path) -> None:
         old = pd.read_csv(path)
         frame = pd.concat([old[~old["notebook"].isin(frame["notebook"])], frame])
     frame = frame.sort_values("notebook", kind="stable")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
+    tmp = new_temp_file(path)
     frame[cols].to_csv(tmp, index=False)
     os.replace(tmp, path)
 
@@ -161,6 +164,18 @@ def run(
                 if log_output
                 else {"desc": nb.stem, "position": 1, "leave": False},
             )
+        except KeyboardInterrupt:
+            _record(done, times_path, nb.name, "interrupted", t0, profile)
+            outer.close()
+            print(
+                f"\nINTERRUPTED: {nb.name} stopped (Ctrl-C); its executed copy is partial.\n"
+                f"  resume with: python -m m2ir_lib.pipeline --profile {profile} "
+                f"--from {nb.stem.split('_')[0]}{_param_flags(parameters)}\n"
+                "  (finished training runs are cached; a stopped one resumes from its last "
+                "checkpoint)",
+                file=sys.stderr,
+            )
+            raise SystemExit(130) from None
         except PapermillExecutionError as err:
             _record(done, times_path, nb.name, "failed", t0, profile)
             first = (err.source or "").strip().splitlines()[:1]
@@ -170,7 +185,7 @@ def run(
                 f"  {err.ename}: {err.evalue}\n"
                 f"  executed copy with the traceback: {out}\n"
                 f"  after fixing it, resume with: python -m m2ir_lib.pipeline "
-                f"--profile {profile} --from {nb.stem.split('_')[0]}"
+                f"--profile {profile} --from {nb.stem.split('_')[0]}{_param_flags(parameters)}"
             ) from None
         _record(done, times_path, nb.name, "ok", t0, profile)
     outer.close()
