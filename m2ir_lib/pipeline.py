@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def parse_param(text: str) -> tuple[str, object]:
 
 def _param_flags(parameters: dict | None) -> str:
     """The ``-p NAME=VALUE`` flags that repeat this run's extra parameters."""
-    return "".join(f" -p {k}={v}" for k, v in (parameters or {}).items())
+    return "".join(f" -p {shlex.quote(f'{k}={v}')}" for k, v in (parameters or {}).items())
 
 
 def _record(done: list[dict], path: Path, name: str, status: str, t0: float, profile: str):
@@ -125,7 +126,8 @@ def run(
         One dict per notebook run: notebook, status ('ok'/'failed'), seconds, profile.
 
     Raises:
-        SystemExit: with a message naming the failing notebook and cell.
+        SystemExit: with a message naming the failing notebook and cell; on Ctrl-C, code 130
+            after naming the stopped notebook and the `--from` command that resumes.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -164,19 +166,22 @@ def run(
                 if log_output
                 else {"desc": nb.stem, "position": 1, "leave": False},
             )
-        except KeyboardInterrupt:
-            _record(done, times_path, nb.name, "interrupted", t0, profile)
-            outer.close()
-            print(
-                f"\nINTERRUPTED: {nb.name} stopped (Ctrl-C); its executed copy is partial.\n"
-                f"  resume with: python -m m2ir_lib.pipeline --profile {profile} "
-                f"--from {nb.stem.split('_')[0]}{_param_flags(parameters)}\n"
-                "  (finished training runs are cached; a stopped one resumes from its last "
-                "checkpoint)",
-                file=sys.stderr,
+        except (KeyboardInterrupt, PapermillExecutionError) as err:
+            resume = (
+                f"python -m m2ir_lib.pipeline --profile {profile} "
+                f"--from {nb.stem.split('_')[0]}{_param_flags(parameters)}"
             )
-            raise SystemExit(130) from None
-        except PapermillExecutionError as err:
+            # Ctrl-C reaches the kernel too: its KeyboardInterrupt comes back as a cell error.
+            if isinstance(err, KeyboardInterrupt) or err.ename == "KeyboardInterrupt":
+                _record(done, times_path, nb.name, "interrupted", t0, profile)
+                outer.close()
+                print(
+                    f"\nINTERRUPTED: {nb.name} stopped (Ctrl-C); its executed copy is partial."
+                    f"\n  resume with: {resume}\n  (finished training runs are cached; a "
+                    "stopped one resumes from its last checkpoint)",
+                    file=sys.stderr,
+                )
+                raise SystemExit(130) from None
             _record(done, times_path, nb.name, "failed", t0, profile)
             first = (err.source or "").strip().splitlines()[:1]
             raise SystemExit(
@@ -184,8 +189,7 @@ def run(
                 f"(In [{err.exec_count}]): {first[0] if first else ''}\n"
                 f"  {err.ename}: {err.evalue}\n"
                 f"  executed copy with the traceback: {out}\n"
-                f"  after fixing it, resume with: python -m m2ir_lib.pipeline "
-                f"--profile {profile} --from {nb.stem.split('_')[0]}{_param_flags(parameters)}"
+                f"  after fixing it, resume with: {resume}"
             ) from None
         _record(done, times_path, nb.name, "ok", t0, profile)
     outer.close()

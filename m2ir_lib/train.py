@@ -239,10 +239,10 @@ def train(
     rank, world, device = _distributed(device)
     lock = None
     try:
-        lock = lock_run_folder(out, lock_timeout) if rank == 0 else None
         meta = run_meta(
             model_cfg, tc, manifest, data_root, seed, profile, tasks, repeats, daclip_checkpoint
         )
+        lock = lock_run_folder(out, lock_timeout) if rank == 0 else None
         meta.update(world_size=world, device=str(device))
         final, last = out / "final.pt", out / "last.pt"
         ckpt_path, ckpt = resume_point(out) if resume else (None, None)

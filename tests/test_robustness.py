@@ -296,7 +296,10 @@ def test_case7_the_cache_heals_a_run_without_meta_json(smoke_data, tmp_path):
 def test_own_a_failed_save_leaves_no_temporary_file_and_the_old_checkpoint(tmp_path, monkeypatch):
     target = ckp.atomic_torch_save({"step": 1}, tmp_path / "last.pt")
 
-    def disk_full(*a, **k):
+    def disk_full(obj, f, *a, **k):  # writes a little, then the disk is full
+        fh = open(f, "wb") if isinstance(f, (str, os.PathLike)) else f
+        fh.write(b"PK\x03\x04 partial")
+        fh.flush()
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
