@@ -416,6 +416,21 @@ def expert_counts(routings) -> torch.Tensor:
     return torch.cat([r.selected.detach().float().sum(dim=(0, 2, 3)) for r in routings])
 
 
+def read_log(path: str | os.PathLike):
+    """A run's ``log.csv`` as a numeric DataFrame, one row per step.
+
+    Rows that are not whole step rows are dropped: a second header or interleaved rows left by
+    two writers (before run folders were locked) and a line torn by a kill; for a step logged
+    twice the later row is kept.
+    """
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    whole = df["step"].str.fullmatch(r"\d+") & df.notna().all(axis=1) & (df != "").all(axis=1)
+    df = df[whole].apply(pd.to_numeric)
+    return df.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
+
+
 class CSVLog:
     """Append-only per-step CSV; on resume, rows beyond the checkpoint are dropped."""
 

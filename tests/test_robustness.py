@@ -182,6 +182,19 @@ def test_own_a_torn_or_doubled_log_heals_on_resume(tmp_path):
     assert pd.read_csv(log)["step"].tolist() == [1, 2]
 
 
+def test_case3_a_log_doubled_before_the_fix_still_reads_as_numbers(tmp_path):
+    from m2ir_lib import runinfo
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text(
+        "step,lr,loss,time_s\n1,0,0.5,1\nstep,lr,loss,time_s\n1,0,0.6,1\n2,0.1,0.4,2\n3,0.1"
+    )
+    curves = runinfo.curves({"run": run / "final.pt"})  # a second header broke it before
+    assert curves["step"].tolist() == [1, 2] and curves["loss"].tolist() == [0.6, 0.4]
+    assert curves["loss_smoothed"].iloc[-1] == pytest.approx(0.5)
+
+
 # ------------------------------------------------------------------ 4: a mistyped data root
 
 
