@@ -73,10 +73,12 @@ def data_root(root=None) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(
-            f"data root {root} does not exist. It should hold the data sets in "
-            "one of the trees of research/data.md §1, e.g. Train/Denoise, "
-            "Train/Derain/{rainy,gt}, test/dehaze/{input,target}, ... "
-            "(run with an existing --root to see the full tree per data set)"
+            f"data root {root} "
+            + ("is a file, not a folder" if root.exists() else "does not exist")
+            + ". It should hold the data sets in the layouts of the README's 'Real data "
+            "sets' section, e.g. Train/Denoise, Train/Derain/{rainy,gt}, "
+            "test/dehaze/{input,target}, ... (run with an existing --root to see the full "
+            "tree per data set)"
         )
     return root
 
@@ -243,7 +245,7 @@ def prepare(
         if short and not allow_partial:
             if command != "all":
                 raise CountError(
-                    "counts differ from the published sizes (research/data.md §1.3); a "
+                    "counts differ from the published sizes (listed in data_prep/adapters.py); a "
                     "partial set is refused, pass --allow-partial to accept it:\n  "
                     + "\n  ".join(
                         f"{r.part}: {r.dataset} {r.split}/{r.task}: found {r.found}, "

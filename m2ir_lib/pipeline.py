@@ -226,11 +226,15 @@ def main(argv: list[str] | None = None) -> None:
         "--log-output", action="store_true", help="stream cell output instead of progress bars"
     )
     args = parser.parse_args(argv)
+    try:  # a mistyped notebook or parameter is a usage error, before anything runs
+        todo = select(notebooks(), args.only, args.start)
+        params = dict(parse_param(p) for p in args.param)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
     if args.list:
-        for nb in select(notebooks(), args.only, args.start):
+        for nb in todo:
             print(nb.name)
         return
-    params = dict(parse_param(p) for p in args.param)
     run(
         args.profile,
         only=args.only,

@@ -613,3 +613,26 @@ def test_own_bad_tile_settings_stop_before_anything_is_created(checkpoint, tmp_p
     out = tmp_path / "out"
     assert _restore(checkpoint, a, "--out", out, "--tile", "16", "--overlap", "16") == 1
     assert "--overlap" in capsys.readouterr().err and not out.exists()
+
+
+# ------------------------------------------------------------------ own: command-line slips
+
+
+@pytest.mark.parametrize("argv", [["--only", "99"], ["-p", "data_root"], ["--from", "1", "--list"]])
+def test_own_pipeline_usage_slips_are_usage_errors(argv, capsys):
+    if argv[-1] == "--list":  # a valid selection still lists
+        pipeline.main(argv)
+        assert capsys.readouterr().out.splitlines()[0].startswith("01_")
+        return
+    with pytest.raises(SystemExit) as err:
+        pipeline.main(argv)
+    assert err.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_own_data_prep_root_naming_a_file(tmp_path, capsys):
+    afile = tmp_path / "data.zip"
+    afile.write_bytes(b"PK")
+    assert _prep("3d", "--root", afile, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "Real data sets" in err
+    assert not (tmp_path / "out").exists()
