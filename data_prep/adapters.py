@@ -355,13 +355,28 @@ def weatherbench_layout(spec: dict | str | Path | None = None) -> list[Layout]:
     """
     where = "default layout"
     if isinstance(spec, (str, Path)):
-        where, text = str(spec), Path(spec).read_text()
-        if str(spec).endswith((".yaml", ".yml")):
+        where = str(spec)
+        try:
+            text = Path(spec).read_text()
+        except OSError as err:
+            raise ValueError(f"WeatherBench layout file {where}: cannot read it ({err})") from None
+        if where.endswith((".yaml", ".yml")):
             import yaml
 
-            spec = yaml.safe_load(text)
+            try:
+                spec = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ValueError(f"WeatherBench layout file {where}: invalid YAML: {err}") from None
         else:
-            spec = json.loads(text)
+            try:
+                spec = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"WeatherBench layout file {where}: invalid JSON: {err}") from None
+        if not isinstance(spec, dict):
+            raise ValueError(
+                f"WeatherBench layout file {where} holds a {type(spec).__name__}, not a "
+                "mapping; expected the form of data_prep.adapters.WEATHERBENCH_DEFAULT"
+            )
     spec = WEATHERBENCH_DEFAULT if spec is None else spec
     try:
         base, key = spec.get("base", "."), spec.get("key", "stem")

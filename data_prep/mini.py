@@ -35,6 +35,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,6 +331,8 @@ def build(out, seed: int = 0, size: str = "mini") -> dict[str, Path]:
     """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r}: the benchmark's seed is an integer >= 0")
     out, stamp = Path(out), _stamp(seed, size)
     paths = {m: out / "manifests" / f"{m}.csv" for m in MANIFESTS}
     if _complete(out, stamp):
@@ -340,6 +343,25 @@ def build(out, seed: int = 0, size: str = "mini") -> dict[str, Path]:
         )
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _build_into(tmp, seed, size)
+    except BaseException:  # Ctrl-C or any error: no half-built folder is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if _complete(out, stamp):  # another process finished the same build meanwhile
+        shutil.rmtree(tmp)
+        return paths
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        shutil.rmtree(old)
+    os.replace(tmp, out)
+    return paths
+
+
+def _build_into(tmp: Path, seed: int, size: str) -> None:
+    """Write every image, manifest, report and the stamp of one build under ``tmp``."""
+    stamp = _stamp(seed, size)
     spec, dataset = SIZES[size], f"{size}-synthetic"
     order = {p.name: i for i, p in enumerate(PHOTOS)}
     photos = {p.name: p for p in PHOTOS}
@@ -384,15 +406,6 @@ def build(out, seed: int = 0, size: str = "mini") -> dict[str, Path]:
     pd.DataFrame(sources).to_csv(tmp / "sources.csv", index=False, lineterminator="\n")
     (tmp / "report.md").write_text(_report(frames, seed, size, sources))
     (tmp / STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
-    if _complete(out, stamp):  # another process finished the same build meanwhile
-        shutil.rmtree(tmp)
-        return paths
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        shutil.rmtree(old)
-    os.replace(tmp, out)
-    return paths
 
 
 build_mini = build
@@ -440,8 +453,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=sorted(SIZES), default="mini")
     a = p.parse_args(argv)
+    if a.seed < 0:
+        p.error(f"--seed {a.seed}: give an integer >= 0")
     t0 = time.perf_counter()
-    paths = build(a.out, a.seed, a.size)
+    try:
+        paths = build(a.out, a.seed, a.size)
+    except (FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     for path in paths.values():
         print(f"{path}  ({len(pd.read_csv(path))} rows)")
     print(f"done in {time.perf_counter() - t0:.1f} s (report: {Path(a.out) / 'report.md'})")

@@ -73,12 +73,27 @@ def data_root(root=None) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(
-            f"data root {root} does not exist. It should hold the data sets in "
-            "one of the trees of docs/data.md §2, e.g. Train/Denoise, "
-            "Train/Derain/{rainy,gt}, test/dehaze/{input,target}, ... "
+            f"data root {root} "
+            + ("is a file, not a folder" if root.exists() else "does not exist")
+            + ". It should hold the data sets in one of the trees of docs/data.md §2, "
+            "e.g. Train/Denoise, Train/Derain/{rainy,gt}, test/dehaze/{input,target}, ... "
             "(run with an existing --root to see the full tree per data set)"
         )
     return root
+
+
+def check_out(out) -> Path:
+    """The output folder, checked before any work: it must be, or be creatable as, a folder."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "is an existing file" if p == out else f"is under the file {p}"
+                raise ValueError(f"--out {out} {where}; give a folder for the manifests")
+            if not os.access(p, os.W_OK):
+                raise ValueError(f"--out {out}: cannot write in {p} (permission denied)")
+            break
+    return out
 
 
 def manifest_frame(parts: list[Part], root: Path, test_sigmas=NOISE_SIGMAS) -> pd.DataFrame:
@@ -195,8 +210,10 @@ def prepare(
     """
     if command != "all" and command not in COMMANDS:
         raise ValueError(f"unknown data set {command!r}; choose from {sorted(COMMANDS)} or all")
-    root, out = data_root(root), Path(out)
+    root, out = data_root(root), check_out(out)
     names = list(COMMANDS) if command == "all" else [command]
+    if layout is not None and (command in ("all", "weatherbench")):
+        weatherbench_layout(layout)  # a bad --layout file stops before any image is opened
     wanted = list(
         dict.fromkeys(p for n in names for p in COMMANDS[n].required + COMMANDS[n].optional)
     )

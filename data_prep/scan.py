@@ -11,12 +11,14 @@ up in the report.
 from __future__ import annotations
 
 import fnmatch
+import io
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -342,12 +344,44 @@ def _conversion(im: Image.Image) -> str:
     }.get(im.mode, "")
 
 
+# Bytes without 0xFF (so no marker), fed to the decoder in place of a JPEG's missing scan data.
+_JPEG_FILLER = bytes(range(1, 255)) * 16
+
+
+def _decoded(data: bytes) -> np.ndarray | None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
+def jpeg_scan_complete(path: Path) -> bool:
+    """False when a JPEG's entropy-coded scan ends before its last block (middle cut out).
+
+    A decoder that runs out of scan data fills the missing blocks with flat gray and says
+    nothing (Pillow, like libjpeg, only warns on stderr), even when the end-of-image marker is
+    kept. The test compares two decodes: the file as is, and with filler bytes inserted just
+    before its end marker. A complete scan has decoded every block before the filler, so the
+    pixels are equal; a short scan decodes the filler as its missing blocks, so they differ.
+    """
+    data = Path(path).read_bytes()
+    end = data.rfind(b"\xff\xd9")
+    if end < 0:
+        return False
+    whole = _decoded(data)
+    padded = _decoded(data[:end] + _JPEG_FILLER + data[end:])
+    return whole is not None and padded is not None and np.array_equal(whole, padded)
+
+
 def probe_image(path: Path, level: str = "quick") -> ImageInfo:
     """Size and colour mode of an image, after checking it decodes.
 
     ``quick`` checks the PNG chunk CRCs up to IEND and that a JPEG ends with its EOI marker
     (both catch truncation without decoding) and decodes other formats; ``full`` decodes
-    every image with `m2ir_lib.data.load_image`.
+    every image with `m2ir_lib.data.load_image` and checks that a JPEG's scan data covers
+    every block (`jpeg_scan_complete`: catches a cut with the end marker kept).
 
     Raises:
         ImageReadError: naming the file.
@@ -371,6 +405,11 @@ def probe_image(path: Path, level: str = "quick") -> ImageInfo:
         raise ImageReadError(f"{path}: cannot decode image ({err})") from err
     if level == "full":
         load_image(path)
+        if fmt == "JPEG" and not jpeg_scan_complete(path):
+            raise ImageReadError(
+                f"{path}: truncated JPEG (the scan data stops before the last block; "
+                "decoders fill the rest with gray)"
+            )
     return info
 
 

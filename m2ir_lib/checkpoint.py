@@ -1,6 +1,10 @@
 """Checkpoints, provenance and the per-step log of a training run (§IV-A).
 
-A checkpoint is one ``torch.save`` dict written atomically (tmp file, then ``os.replace``):
+A run folder is owned by one process at a time (`lock_run_folder`: a ``filelock`` lock plus
+an ``.owner`` note naming the pid, host and command), so two trainings never write into one
+folder together. A checkpoint is one ``torch.save`` dict written atomically (tmp file, then
+``os.replace``; the previous ``last.pt`` is kept as ``prev.pt``, so a damaged ``last.pt``
+falls back to it on resume):
 ``model`` (trainable weights and buffers; a frozen DA-CLIP is reloaded from its own file),
 ``optimizer``, ``scheduler``, ``rng``, ``step`` (optimizer steps done) and ``meta`` (configs,
 seed, profile, data manifest and its sha256, git commit, world size, library versions).
@@ -11,18 +15,26 @@ selection shares (the load balance of eq. (9)).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
 import hashlib
 import json
 import os
+import pickle
 import random
+import socket
 import subprocess
+import sys
+import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 
 from m2ir_lib.config import M2IRConfig
 
@@ -116,12 +128,19 @@ def set_rng_state(state: dict) -> None:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a torn file."""
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then rename: never
+    a torn file, and no temporary file left behind when saving fails (e.g. a full disk)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -141,9 +160,27 @@ def trainable_state_dict(model: torch.nn.Module) -> dict:
     return {k: v for k, v in model.state_dict().items() if k not in frozen}
 
 
+CHECKPOINT_KEYS = ("model", "step", "meta")
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """The raw checkpoint dict (tensors on CPU)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The raw checkpoint dict (tensors on CPU).
+
+    Raises:
+        ValueError: the file is not a checkpoint written by ``m2ir_lib.train`` (e.g. a bare
+            state dict or another project's file); the message names it.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        bare = isinstance(ckpt, dict) and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        raise ValueError(
+            f"{path} is not a checkpoint of m2ir_lib.train (no {', '.join(missing)}"
+            + ("; it looks like a bare state dict" if bare and ckpt else "")
+            + "): give the final.pt or last.pt of a training run, which also records the "
+            "network configuration"
+        )
+    return ckpt
 
 
 def load_checkpoint(
@@ -178,7 +215,13 @@ def load_checkpoint(
 
 
 def save_checkpoint(path, model, optimizer, scheduler, step: int, meta: dict) -> Path:
-    """Write the full training state atomically (see the module docstring for the keys)."""
+    """Write the full training state atomically (see the module docstring for the keys).
+
+    An existing ``last.pt`` is first kept as ``prev.pt``: the fallback of `resume_point`.
+    """
+    path = Path(path)
+    if path.name == "last.pt" and path.is_file():
+        os.replace(path, path.with_name("prev.pt"))
     state = {
         "model": trainable_state_dict(model),
         "optimizer": optimizer.state_dict(),
@@ -188,6 +231,145 @@ def save_checkpoint(path, model, optimizer, scheduler, step: int, meta: dict) ->
         "meta": meta,
     }
     return atomic_torch_save(state, path)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; the message names it and how to start afresh."""
+
+
+# What a torn or truncated torch.save file raises on load.
+_UNREADABLE = (
+    RuntimeError,
+    EOFError,
+    OSError,
+    ValueError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+)
+
+
+def resume_point(out: str | os.PathLike) -> tuple[Path | None, dict | None]:
+    """The newest readable checkpoint of a run folder: ``final.pt``, ``last.pt``, ``prev.pt``.
+
+    A damaged file (a kill while writing, a full disk) is skipped with a warning naming it,
+    when an older one can be read.
+
+    Returns:
+        ``(path, checkpoint)``, or ``(None, None)`` when the folder holds none.
+
+    Raises:
+        CheckpointError: checkpoints exist but none can be read; names the file and the way
+            to start afresh (``--no-resume``, ``resume=False``).
+    """
+    out = Path(out)
+    bad = []
+    for name in ("final.pt", "last.pt", "prev.pt"):
+        path = out / name
+        if not path.is_file():
+            continue
+        try:
+            ckpt = read_checkpoint(path)
+        except _UNREADABLE as err:
+            first = (str(err).splitlines() or [""])[0]
+            bad.append((path, f"{type(err).__name__}: {first}"))
+            continue
+        if bad:
+            for p, _ in bad:  # out of the rotation, kept for a look
+                with contextlib.suppress(OSError):
+                    os.replace(p, p.with_name(p.name + ".damaged"))
+            warnings.warn(
+                "; ".join(f"{p} is unreadable ({e}), renamed *.damaged" for p, e in bad)
+                + f"; resuming from {path} (step {ckpt['step']})",
+                stacklevel=2,
+            )
+        return path, ckpt
+    if bad:
+        raise CheckpointError(
+            "; ".join(f"{p} is unreadable ({e})" for p, e in bad)
+            + " and no earlier checkpoint can be read. To start this run afresh, pass "
+            "--no-resume (python -m m2ir_lib.train) or resume=False, or delete the file."
+        )
+    return None, None
+
+
+def heal_meta(out: str | os.PathLike, ckpt: dict) -> None:
+    """Rewrite a finished run's missing ``meta.json`` from its ``final.pt`` (a run killed
+    between the two writes would otherwise never be usable from the cache)."""
+    path = Path(out) / "meta.json"
+    if path.is_file():
+        return
+    summary = {**ckpt["meta"], "steps": ckpt["step"], "meta_rewritten_from": "final.pt"}
+    atomic_write_text(json.dumps(summary, indent=2, sort_keys=True), path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run-folder ownership
+# ---------------------------------------------------------------------------------------------
+
+OWNER_FILE = ".owner.json"
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process owns the run folder; the message names it (pid, host, command)."""
+
+
+def run_folder_owner(out: str | os.PathLike) -> str:
+    """Who holds ``out`` (from its ``.owner.json``), in words."""
+    try:
+        o = json.loads((Path(out) / OWNER_FILE).read_text())
+        return f"pid {o['pid']} on {o['host']} since {o['since']} ({o['command']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (no owner note yet)"
+
+
+def lock_run_folder(out: str | os.PathLike, timeout: float = -1) -> FileLock:
+    """Own the run folder ``out`` (created): one training process at a time writes into it.
+
+    Args:
+        out: run folder.
+        timeout: seconds to wait for another owner to finish; -1 waits as long as it takes
+            (saying once whom it waits for), 0 stops at once.
+
+    Returns:
+        The held lock; give it back with `release_run_folder`.
+
+    Raises:
+        RunFolderBusy: still owned by another process after ``timeout``; names the owner.
+        ValueError: ``out`` is an existing file.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"run folder {out} is an existing file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        owner = run_folder_owner(out)
+        busy = f"run folder {out} is in use by {owner}"
+        if timeout == 0:
+            raise RunFolderBusy(
+                f"{busy}. Wait for it to finish (--wait), or train into another folder."
+            ) from None
+        print(f"{busy}; waiting for it to finish", file=sys.stderr, flush=True)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise RunFolderBusy(f"{busy}; gave up after {timeout} s") from None
+    note = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+    }
+    atomic_write_text(json.dumps(note), out / OWNER_FILE)
+    return lock
+
+
+def release_run_folder(lock: FileLock, out: str | os.PathLike) -> None:
+    """Give back a folder taken with `lock_run_folder`."""
+    (Path(out) / OWNER_FILE).unlink(missing_ok=True)
+    lock.release()
 
 
 def param_checksum(model: torch.nn.Module) -> float:
@@ -243,6 +425,21 @@ def expert_counts(routings) -> torch.Tensor:
     return torch.cat([r.selected.detach().float().sum(dim=(0, 2, 3)) for r in routings])
 
 
+def read_log(path: str | os.PathLike):
+    """A run's ``log.csv`` as a numeric DataFrame, one row per step.
+
+    Rows that are not whole step rows are dropped: a second header or interleaved rows left by
+    two writers (before run folders were locked) and a line torn by a kill; for a step logged
+    twice the later row is kept.
+    """
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    whole = df["step"].str.fullmatch(r"\d+") & df.notna().all(axis=1) & (df != "").all(axis=1)
+    df = df[whole].apply(pd.to_numeric)
+    return df.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
+
+
 class CSVLog:
     """Append-only per-step CSV; on resume, rows beyond the checkpoint are dropped."""
 
@@ -252,7 +449,13 @@ class CSVLog:
             with path.open(newline="") as fh:
                 rows = list(csv.reader(fh))
             self.header = rows[0]
-            keep = [r for r in rows[1:] if int(r[0]) <= start_step]
+            # Only whole step rows survive: a line torn by a kill, or a second header written
+            # by a concurrent writer before run folders were locked, is dropped here.
+            keep = [
+                r
+                for r in rows[1:]
+                if len(r) == len(self.header) and r[0].isdigit() and int(r[0]) <= start_step
+            ]
             with path.open("w", newline="") as fh:
                 csv.writer(fh).writerows([self.header, *keep])
         elif path.is_file():

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset, get_worker_info
 
 MANIFEST_COLUMNS = ("split", "task", "degraded_path", "clean_path", "sigma")
@@ -78,20 +79,25 @@ class ImageReadError(OSError):
 # ---------------------------------------------------------------------------------------------
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def load_image(path: str | os.PathLike, orient: bool = False) -> np.ndarray:
     """One image as 8-bit RGB, (H, W, 3) uint8; the single decoder of the project.
 
     Conversions (documented in the module docstring): gray/palette → replicated RGB, alpha
-    dropped, 16-bit → high byte. Truncated or corrupt files raise `ImageReadError` naming the
-    file (Pillow's lenient ``LOAD_TRUNCATED_IMAGES`` is never used).
+    dropped, 16-bit → high byte. Truncated or corrupt files, and files above Pillow's
+    decompression-bomb limit, raise `ImageReadError` naming the file (Pillow's lenient
+    ``LOAD_TRUNCATED_IMAGES`` is never used).
 
     Args:
         path: image file.
+        orient: apply the EXIF orientation tag (phone photos, ``m2ir_lib.restore``). Data sets
+            are read as stored, as the peers read them, so pairs keep their alignment.
     """
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
+            if orient:
+                im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
                 # 16-bit gray: keep the high byte, the rule Pillow applies to 16-bit RGB.
                 v = np.asarray(im).astype(np.uint32) >> 8
@@ -106,6 +112,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{path}: too many pixels to open safely ({err})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"{path}: cannot decode image ({err})") from err
 
@@ -163,8 +171,9 @@ def read_manifest(path: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: no such manifest.
-        ValueError: a missing column, unknown split/task, empty clean path, or a row without
-            degraded image that is not a denoising row with sigma > 0.
+        ValueError: a missing column, unknown split/task, empty clean path, a path that leaves
+            the data root (absolute or through '..'), or a row without degraded image that is
+            not a denoising row with sigma > 0.
     """
     if isinstance(path, pd.DataFrame):
         df, where = path.copy(), "manifest DataFrame"
@@ -197,6 +206,14 @@ def read_manifest(path: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"{where}: rows {list(df.index[df['clean_path'] == ''][:5])} have no clean_path"
         )
+    for col in ("degraded_path", "clean_path"):
+        outside = df[col].map(_leaves_root)
+        if outside.any():
+            rows = list(df.index[outside][:5])
+            raise ValueError(
+                f"{where}: {col} of rows {rows} (e.g. {df.loc[rows[0], col]!r}) leaves the data "
+                "root (absolute, or through '..'); manifest paths are relative to the data root"
+            )
     on_the_fly = df["degraded_path"] == ""
     bad = on_the_fly & ~((df["task"] == "denoise") & (df["sigma"] > 0))
     if bad.any():
@@ -205,6 +222,15 @@ def read_manifest(path: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
             "denoise rows with sigma > 0 may (noise added on the fly)"
         )
     return df.reset_index(drop=True)
+
+
+def _leaves_root(rel: str) -> bool:
+    """True for a manifest path that is absolute (POSIX or Windows) or climbs out with '..'."""
+    if not rel:
+        return False
+    if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel):
+        return True
+    return ".." in re.split(r"[\\/]", rel)
 
 
 def _resolve_root(root) -> Path:

@@ -199,7 +199,15 @@ def _ptflops_macs(module: nn.Module, size, device) -> int:
             ost=log,
         )
     if macs is None:
-        raise RuntimeError(f"ptflops failed on {type(module).__name__}: {log.getvalue()}")
+        reason = log.getvalue().strip()
+        if not reason:  # ptflops swallowed the error: run the forward pass to name it
+            try:
+                with torch.no_grad():
+                    module(_image(size, device))
+                reason = "no reason given by ptflops (the forward pass itself runs)"
+            except Exception as err:  # noqa: BLE001  (any failure is the reason to report)
+                reason = f"{type(err).__name__}: {err}"
+        raise RuntimeError(f"ptflops failed on {type(module).__name__} at {size}: {reason}")
     return int(macs)
 
 
@@ -296,6 +304,10 @@ def count_complexity(
     Returns:
         params, macs, attention_macs, prior_*, net_* (+ prior_macs_ptflops_aliased), seconds.
     """
+    if len(size) != 2 or any(int(v) != v or v < 5 for v in size):
+        raise ValueError(
+            f"size must be (H, W), each at least 5 pixels (the paper: 480, 720); got {tuple(size)}"
+        )
     start = time.perf_counter()
     model = build_variant(cfg_or_name, daclip, daclip_cfg)
     out = complexity_of(model, tuple(size))
@@ -530,6 +542,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if min(args.size) < 5:
+        parser.error(f"--size {args.size[0]} {args.size[1]}: H and W must be at least 5 pixels")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model == "m2ir":

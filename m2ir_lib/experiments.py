@@ -6,9 +6,11 @@ A notebook reads like the paper's experiment and holds no model or metric code:
     runs = [experiments.plan("M²IR (ours)", profile, data)]    # network + schedule + data
     ckpts = experiments.train_runs(runs, profile)              # cached by config + data hash
 
-Data that is missing never raises here: `Data.reason` says what is missing, and the tables
-(`m2ir_lib.tables`) turn it into a status row, so every notebook completes. Without DA-CLIP
-weights a run uses the paper's learnable-MLP prior and its `note` says so.
+Data that is not configured never raises here: `Data.reason` says what is missing, and the
+tables (`m2ir_lib.tables`) turn it into a status row, so every notebook completes. A data root
+that is named but does not exist is an error: it stops the notebook before anything is
+written. Without DA-CLIP weights a run uses the paper's learnable-MLP prior and its `note` says
+so.
 """
 
 from __future__ import annotations
@@ -115,13 +117,26 @@ def locate(setting: str, profile: str, data_root: str = "", seed: int = 0) -> Da
         seed: seed of the synthetic benchmark.
 
     Returns:
-        A `Data`; never raises for missing data (its `reason` says what is missing).
+        A `Data`; with no data configured at all, its `reason` says what is missing.
+
+    Raises:
+        FileNotFoundError: a data root was named (``data_root`` or, for the paper profile,
+            ``M2IR_DATA``) but is not a folder: a typo must not turn good results into status
+            rows, so the notebook (and the pipeline) stops before writing anything.
     """
     s = SETTINGS.get(setting)
     if s is None:
         raise ValueError(f"unknown setting {setting!r}; known: {sorted(SETTINGS)}")
     prof = get_profile(profile)
     root = data_root or (os.environ.get("M2IR_DATA", "") if prof.data == "real" else "")
+    if root and not Path(root).is_dir():
+        named = "data_root" if data_root else "M2IR_DATA"
+        raise FileNotFoundError(
+            f"{named}={root!r} is not a folder. It should hold the real data sets in the "
+            "layouts listed in the README, section 'Real data sets' (e.g. Train/Derain, "
+            "test/dehaze, ...; `python -m data_prep all --root DIR` shows what it finds). "
+            + ("Leave data_root empty for the synthetic stand-in." if prof.data != "real" else "")
+        )
     if not root and prof.data == "real":
         return Data(
             setting,

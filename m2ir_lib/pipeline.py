@@ -16,15 +16,15 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from m2ir_lib.config import PROFILES, get_profile
-from m2ir_lib.results import repo_root, results_dir
+from m2ir_lib.results import new_temp_file, repo_root, results_dir
 
 
 def notebooks(root: str | Path | None = None) -> list[Path]:
@@ -76,6 +76,11 @@ def parse_param(text: str) -> tuple[str, object]:
         return name, raw
 
 
+def _param_flags(parameters: dict | None) -> str:
+    """The ``-p NAME=VALUE`` flags that repeat this run's extra parameters."""
+    return "".join(f" -p {shlex.quote(f'{k}={v}')}" for k, v in (parameters or {}).items())
+
+
 def _record(done: list[dict], path: Path, name: str, status: str, t0: float, profile: str):
     """Append one notebook's outcome and wall time, and rewrite the times table."""
     seconds = round(time.perf_counter() - t0, 1)
@@ -93,8 +98,7 @@ def _write_times(rows: list[dict], path: Path) -> None:
         old = pd.read_csv(path)
         frame = pd.concat([old[~old["notebook"].isin(frame["notebook"])], frame])
     frame = frame.sort_values("notebook", kind="stable")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
+    tmp = new_temp_file(path)
     frame[cols].to_csv(tmp, index=False)
     os.replace(tmp, path)
 
@@ -122,7 +126,8 @@ def run(
         One dict per notebook run: notebook, status ('ok'/'failed'), seconds, profile.
 
     Raises:
-        SystemExit: with a message naming the failing notebook and cell.
+        SystemExit: with a message naming the failing notebook and cell; on Ctrl-C, code 130
+            after naming the stopped notebook and the `--from` command that resumes.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -161,7 +166,22 @@ def run(
                 if log_output
                 else {"desc": nb.stem, "position": 1, "leave": False},
             )
-        except PapermillExecutionError as err:
+        except (KeyboardInterrupt, PapermillExecutionError) as err:
+            resume = (
+                f"python -m m2ir_lib.pipeline --profile {profile} "
+                f"--from {nb.stem.split('_')[0]}{_param_flags(parameters)}"
+            )
+            # Ctrl-C reaches the kernel too: its KeyboardInterrupt comes back as a cell error.
+            if isinstance(err, KeyboardInterrupt) or err.ename == "KeyboardInterrupt":
+                _record(done, times_path, nb.name, "interrupted", t0, profile)
+                outer.close()
+                print(
+                    f"\nINTERRUPTED: {nb.name} stopped (Ctrl-C); its executed copy is partial."
+                    f"\n  resume with: {resume}\n  (finished training runs are cached; a "
+                    "stopped one resumes from its last checkpoint)",
+                    file=sys.stderr,
+                )
+                raise SystemExit(130) from None
             _record(done, times_path, nb.name, "failed", t0, profile)
             first = (err.source or "").strip().splitlines()[:1]
             raise SystemExit(
@@ -169,8 +189,7 @@ def run(
                 f"(In [{err.exec_count}]): {first[0] if first else ''}\n"
                 f"  {err.ename}: {err.evalue}\n"
                 f"  executed copy with the traceback: {out}\n"
-                f"  after fixing it, resume with: python -m m2ir_lib.pipeline "
-                f"--profile {profile} --from {nb.stem.split('_')[0]}"
+                f"  after fixing it, resume with: {resume}"
             ) from None
         _record(done, times_path, nb.name, "ok", t0, profile)
     outer.close()
@@ -207,11 +226,15 @@ def main(argv: list[str] | None = None) -> None:
         "--log-output", action="store_true", help="stream cell output instead of progress bars"
     )
     args = parser.parse_args(argv)
+    try:  # a mistyped notebook or parameter is a usage error, before anything runs
+        todo = select(notebooks(), args.only, args.start)
+        params = dict(parse_param(p) for p in args.param)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
     if args.list:
-        for nb in select(notebooks(), args.only, args.start):
+        for nb in todo:
             print(nb.name)
         return
-    params = dict(parse_param(p) for p in args.param)
     run(
         args.profile,
         only=args.only,

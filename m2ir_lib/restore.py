@@ -2,15 +2,23 @@
 
 ``python -m m2ir_lib.restore INPUT... --checkpoint CKPT --out DIR``: INPUT is image files
 (PNG/JPEG/anything Pillow reads) or folders of them; each result is written as
-``DIR/<stem>.png``. Images larger than ``--tile`` are restored in overlapping tiles blended
+``DIR/<stem>.png`` (``<stem>_<ext>.png`` when two inputs share a stem, e.g. ``a.png`` and
+``a.jpg``). Images larger than ``--tile`` are restored in overlapping tiles blended
 with a linear ramp, so memory stays bounded whatever the size. The network's attention is
 global over a tile, so tiled and whole-image outputs differ slightly for images larger than a
-tile; smaller images are restored whole.
+tile; smaller images are restored whole. A photo's EXIF orientation is applied on load.
+
+Nothing is lost: an output never replaces an input, existing outputs are refused unless
+``--overwrite``, and every output is written atomically. A file that cannot be read or
+restored (corrupt, too small for the network, above Pillow's decompression-bomb limit) is
+named and skipped; the others are restored and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -88,7 +96,8 @@ def restore_tensor(model, x: torch.Tensor, tile: int = 512, overlap: int = 32) -
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) float32 RGB in [0, 1] (``m2ir_lib.data.load_image``).
+    """An image file as (H, W, 3) float32 RGB in [0, 1], turned upright by its EXIF
+    orientation (``m2ir_lib.data.load_image``).
 
     Raises:
         ValueError: the file is missing or cannot be decoded; the message names it.
@@ -96,22 +105,118 @@ def read_image(path: str | Path) -> np.ndarray:
     from m2ir_lib.data import ImageReadError, load_image
 
     try:
-        return load_image(path).astype(np.float32) / 255.0
+        return load_image(path, orient=True).astype(np.float32) / 255.0
     except ImageReadError as e:
         raise ValueError(f"cannot read {e} (PNG/JPEG expected)") from None
 
 
 def collect_inputs(inputs) -> list[Path]:
-    """Image files named directly, plus those (sorted) inside named folders."""
+    """Image files named directly, plus those (sorted) inside named folders; each file once.
+
+    Raises:
+        FileNotFoundError: an input does not exist.
+        ValueError: a named folder holds no image (a mistyped folder is not a silent no-op).
+    """
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                suffixes = " ".join(sorted(IMAGE_SUFFIXES))
+                raise ValueError(f"{item}: no image files ({suffixes}) in this folder")
+            files += found
         elif item.exists():
             files.append(item)
         else:
             raise FileNotFoundError(f"{item}: no such file or folder")
-    return files
+    seen: dict[Path, Path] = {}
+    for f in files:  # the same file named twice (or via a folder) is restored once
+        seen.setdefault(f.resolve(), f)
+    return list(seen.values())
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """``out_dir`` must be a folder or creatable as one: no file in its place or above it."""
+    for p in (out_dir, *out_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "names an existing file" if p == out_dir else f"is under the file {p}"
+                raise ValueError(f"--out {out_dir} {what}; give a folder")
+            return
+
+
+def plan_outputs(files: list[Path], out_dir, overwrite: bool = False) -> dict[Path, Path]:
+    """The output path of every input: ``out_dir/<stem>.png``, or ``<stem>_<ext>.png`` for
+    inputs that share a stem (names compared case-insensitively, as on macOS/Windows disks).
+
+    Raises:
+        ValueError: an output would replace an input, ``out_dir`` is an input folder, two
+            inputs still map to one output, or outputs exist and ``overwrite`` is False.
+    """
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    real_out = out_dir.resolve()
+    if any(f.resolve().parent == real_out for f in files):
+        raise ValueError(
+            f"--out {out_dir} is the folder of input images; restored PNGs would sit beside "
+            "(and could replace) the originals. Choose another --out folder."
+        )
+
+    def key(f: Path) -> str:
+        return f.stem.casefold()
+
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[key(f)] = counts.get(key(f), 0) + 1
+    names = {
+        f: f"{f.stem}_{f.suffix[1:]}.png" if counts[key(f)] > 1 else f"{f.stem}.png" for f in files
+    }
+    by_name: dict[str, list[Path]] = {}
+    for f, name in names.items():
+        by_name.setdefault(name.casefold(), []).append(f)
+    clashes = [fs for fs in by_name.values() if len(fs) > 1]
+    if clashes:
+        raise ValueError(
+            "these inputs would be written to the same output file; restore them into "
+            "separate --out folders: " + "; ".join(" and ".join(map(str, fs)) for fs in clashes)
+        )
+    plan = {f: out_dir / name for f, name in names.items()}
+    inputs = {f.resolve() for f in files}
+    for f, target in plan.items():
+        if target.resolve() in inputs:
+            raise ValueError(f"restoring {f} would write over the input {target}; change --out")
+    existing = [t for t in plan.values() if t.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(str(t) for t in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise ValueError(
+            f"{len(existing)} output file(s) already exist ({shown}); pass --overwrite to "
+            "replace them, or choose another --out"
+        )
+    return plan
+
+
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int | None):
+    """Pillow's decompression-bomb limit set to ``max_pixels`` for the ``with`` body."""
+    old = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _save_png(y: np.ndarray, target: Path) -> None:
+    """Write (H, W, 3) float [0, 1] as PNG atomically: an interrupted run leaves no torn file."""
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        Image.fromarray(np.round(y * 255).astype(np.uint8)).save(tmp, format="PNG")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def restore_files(
@@ -123,8 +228,10 @@ def restore_files(
     overlap: int = 32,
     device="cpu",
     progress: bool = True,
+    overwrite: bool = False,
+    max_pixels: int | None = None,
 ) -> tuple[list[Path], dict[Path, str]]:
-    """Restore every input image into ``out_dir/<stem>.png``.
+    """Restore every input image into ``out_dir`` (names as in `plan_outputs`).
 
     Args:
         model: the restorer (e.g. from ``m2ir_lib.runs.load_checkpoint``).
@@ -133,24 +240,38 @@ def restore_files(
         tile, overlap: as for ``restore_tensor``.
         device: where the model runs.
         progress: tqdm bar over the files.
+        overwrite: replace existing output files (never an input).
+        max_pixels: Pillow's decompression-bomb limit while reading (None: Pillow's default).
 
     Returns:
-        ``(written, failed)``: output paths, and ``{input: reason}`` for unreadable inputs.
+        ``(written, failed)``: output paths, and ``{input: reason}`` for inputs that could not
+        be read or restored (each skipped; the others are still restored).
+
+    Raises:
+        ValueError: a bad tile/overlap or output plan (see `plan_outputs`), before any write.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not 0 <= overlap < tile:
+        raise ValueError(f"need 0 <= overlap ({overlap}) < tile ({tile})")
+    plan = plan_outputs(collect_inputs(inputs), out_dir, overwrite)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     written, failed = [], {}
-    for path in tqdm(collect_inputs(inputs), desc="restore", unit="img", disable=not progress):
-        try:
-            img = read_image(path)
-        except ValueError as e:
-            failed[path] = str(e)
-            continue
-        x = torch.from_numpy(img).permute(2, 0, 1)[None].to(device)  # (1, 3, H, W)
-        y = restore_tensor(model, x, tile, overlap)[0].permute(1, 2, 0).numpy()  # (H, W, 3)
-        target = out_dir / f"{path.stem}.png"
-        Image.fromarray(np.round(y * 255).astype(np.uint8)).save(target)
-        written.append(target)
+    bar = tqdm(plan.items(), desc="restore", unit="img", disable=not progress)
+    with _pixel_limit(max_pixels):
+        for path, target in bar:
+            size = ""
+            try:
+                img = read_image(path)
+                size = f" ({img.shape[1]}×{img.shape[0]} px)"
+                x = torch.from_numpy(img).permute(2, 0, 1)[None].to(device)  # (1, 3, H, W)
+                y = restore_tensor(model, x, tile, overlap)[0].permute(1, 2, 0).numpy()
+            except ValueError as e:  # unreadable, or too small for the network
+                failed[path] = str(e) if str(path) in str(e) else f"{path}: {e}"
+                continue
+            except (RuntimeError, MemoryError) as e:  # e.g. out of memory: try a smaller --tile
+                failed[path] = f"{path}{size}: cannot restore: {e}; try a smaller --tile"
+                continue
+            _save_png(y, target)
+            written.append(target)
     return written, failed
 
 
@@ -166,24 +287,42 @@ def main(argv=None) -> int:
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--daclip", default=None, help="daclip_ViT-B-32.pt if the model needs it")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="read images up to this many pixels (Pillow's decompression-bomb limit; "
+        f"default {Image.MAX_IMAGE_PIXELS:,}); only for files you trust",
+    )
     a = p.parse_args(argv)
     try:
-        collect_inputs(a.inputs)  # fail on a missing input before loading the network
+        if not 0 <= a.overlap < a.tile:
+            raise ValueError(f"need 0 <= --overlap ({a.overlap}) < --tile ({a.tile})")
+        # Every input and output checked before loading the network: nothing half done.
+        plan_outputs(collect_inputs(a.inputs), Path(a.out), a.overwrite)
         try:
             model, _ = load_checkpoint(a.checkpoint, a.daclip, a.device)
         except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as e:
             raise ValueError(f"cannot load checkpoint {a.checkpoint}: {e}") from None
         written, failed = restore_files(
-            model, a.inputs, a.out, tile=a.tile, overlap=a.overlap, device=a.device
+            model,
+            a.inputs,
+            a.out,
+            tile=a.tile,
+            overlap=a.overlap,
+            device=a.device,
+            overwrite=a.overwrite,
+            max_pixels=a.max_pixels,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for reason in failed.values():
         print(f"error: {reason}", file=sys.stderr)
     print(
         f"restored {len(written)} image(s) into {a.out}"
-        + (f"; {len(failed)} unreadable" if failed else "")
+        + (f"; {len(failed)} skipped (named above)" if failed else "")
     )
     return 1 if failed else 0
 

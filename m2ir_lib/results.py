@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,6 +294,22 @@ def write_results(
     return write_frame(df[COLUMNS], profile, spec(table).stem, root)
 
 
+def new_temp_file(path: str | Path) -> Path:
+    """A new, empty, uniquely named file beside ``path``, for writing then ``os.replace``.
+
+    Unlike `tempfile.mkstemp` (mode 0600), it is created as any file is (0666 less the umask,
+    usually 0644), so the result renamed from it is readable like every other file.
+    """
+    path, n = Path(path), 0
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{n}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            n += 1
+
+
 def write_frame(df: pd.DataFrame, profile: str, name: str, root: str | Path | None = None) -> Path:
     """Write any DataFrame atomically to `results/<profile>/<name>.csv` (tmp, then rename).
 
@@ -305,8 +320,7 @@ def write_frame(df: pd.DataFrame, profile: str, name: str, root: str | Path | No
         raise ValueError(f"name {name!r} must be a bare file stem")
     out = results_dir(profile, root) / f"{name}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    os.close(fd)
+    tmp = new_temp_file(out)
     try:
         df.to_csv(tmp, index=False)
         os.replace(tmp, out)

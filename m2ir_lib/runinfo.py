@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from m2ir_lib.checkpoint import read_log
 from m2ir_lib.config import M2IRConfig, TrainConfig
 from m2ir_lib.experiments import SETTINGS, Run, run_dir
 
@@ -70,7 +71,7 @@ def curves(ckpts: dict[str, Path], smooth: int = 10) -> pd.DataFrame:
     """Training logs of trained runs, long by run label, with `loss_smoothed` (rolling mean)."""
     frames = []
     for label, path in ckpts.items():
-        log = pd.read_csv(Path(path).parent / "log.csv")
+        log = read_log(Path(path).parent / "log.csv")
         log.insert(0, "run", label)
         log["loss_smoothed"] = log["loss"].rolling(smooth, min_periods=1).mean()
         frames.append(log)
@@ -102,7 +103,7 @@ def run_summary(runs: list[Run], ckpts: dict[str, Path], profile: str) -> pd.Dat
     for r in runs:
         row = {"run": r.label, "setting": r.data.setting, "data": r.data.label, "note": r.note}
         if r.label in ckpts:
-            log = pd.read_csv(Path(ckpts[r.label]).parent / "log.csv")
+            log = read_log(Path(ckpts[r.label]).parent / "log.csv")
             meta = json.loads((Path(ckpts[r.label]).parent / "meta.json").read_text())
             row.update(
                 cache=Path(ckpts[r.label]).parent.name,

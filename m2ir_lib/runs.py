@@ -4,7 +4,9 @@ A run is keyed by a stable hash of everything that decides its weights (network 
 configs, manifest content, seed, tasks, repeats, DA-CLIP file) and kept under
 ``runs/<profile>/<key>/`` as ``final.pt``, ``log.csv`` and ``meta.json``
 (``m2ir_lib.checkpoint``). The ~30 training runs behind Tables I–XII therefore train once,
-a partial run resumes, and ``train_many`` runs independent ones side by side.
+a partial run resumes, and ``train_many`` runs independent ones side by side. Two processes
+that need the same run (a notebook open in JupyterLab while ``make reproduce`` runs) take
+turns: the run folder is locked, the second waits and then reuses the first one's result.
 """
 
 from __future__ import annotations

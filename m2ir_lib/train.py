@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,18 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from m2ir_lib.checkpoint import (
+    CheckpointError,
     CSVLog,
+    RunFolderBusy,
     atomic_write_text,
     check_same_run,
     expert_counts,
+    heal_meta,
     load_checkpoint,
+    lock_run_folder,
     param_checksum,
-    read_checkpoint,
+    release_run_folder,
+    resume_point,
     run_meta,
     save_checkpoint,
     set_rng_state,
@@ -184,6 +190,7 @@ def train(
     repeats=None,
     progress: bool = True,
     cache_images: bool = False,
+    lock_timeout: float = -1,
 ) -> Path:
     """Train M²IR (§IV-A) and return the path of its final checkpoint.
 
@@ -206,26 +213,44 @@ def train(
         repeats: per-task repetition of the training pairs (AdaIR's data balancing).
         progress: show a tqdm bar on rank 0.
         cache_images: keep decoded training images in memory (small sets such as ``mini``).
+        lock_timeout: seconds to wait while another process owns ``out_dir`` (-1: as long as
+            it takes; 0: stop at once). One process at a time writes into a run folder.
 
     Raises:
+        ValueError: iters < 1 or a negative seed.
+        RunFolderBusy: ``out_dir`` stayed owned by another process (named in the message).
+        CheckpointError: no readable checkpoint to resume from (names the file and the flag).
         FloatingPointError: the loss became NaN/inf (message names the iteration; the last
             good checkpoint is left in place).
     """
     from m2ir_lib.model import build_model
 
     out, tc = Path(out_dir), train_cfg
+    if tc.iters < 1:
+        raise ValueError(f"iters={tc.iters}: a run needs at least one optimizer step")
+    if seed < 0:
+        raise ValueError(f"seed={seed}: seeds are integers >= 0")
+    if tc.iters > tc.cosine_iters:
+        warnings.warn(
+            f"iters={tc.iters} is beyond the cosine horizon cosine_iters={tc.cosine_iters}: "
+            f"steps {tc.cosine_iters + 1}..{tc.iters} train at learning rate 0",
+            stacklevel=2,
+        )
     rank, world, device = _distributed(device)
+    lock = None
     try:
         meta = run_meta(
             model_cfg, tc, manifest, data_root, seed, profile, tasks, repeats, daclip_checkpoint
         )
+        lock = lock_run_folder(out, lock_timeout) if rank == 0 else None
         meta.update(world_size=world, device=str(device))
         final, last = out / "final.pt", out / "last.pt"
-        ckpt_path = next((p for p in (final, last) if resume and p.is_file()), None)
-        ckpt = read_checkpoint(ckpt_path) if ckpt_path else None
+        ckpt_path, ckpt = resume_point(out) if resume else (None, None)
         if ckpt is not None:
             check_same_run(ckpt["meta"], meta, ckpt_path)
             if ckpt_path == final and ckpt["step"] >= tc.iters:
+                if rank == 0:
+                    heal_meta(out, ckpt)
                 return final
 
         torch.manual_seed(seed)  # same initial weights on every rank
@@ -326,6 +351,7 @@ def train(
         if rank == 0:
             log.close()
             last.unlink(missing_ok=True)
+            (out / "prev.pt").unlink(missing_ok=True)
             summary = {
                 **meta,
                 "steps": tc.iters,
@@ -336,6 +362,8 @@ def train(
             atomic_write_text(json.dumps(summary, indent=2, sort_keys=True), out / "meta.json")
         return final
     finally:
+        if lock is not None:
+            release_run_folder(lock, out)
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -363,26 +391,38 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--tasks", nargs="*", default=None)
+    p.add_argument(
+        "--wait", action="store_true", help="wait while another process trains into --out"
+    )
     a = p.parse_args(argv)
     if a.data_root is None:
         p.error("give --data-root or set M2IR_DATA")
+    if a.iters is not None and a.iters < 1:
+        p.error(f"--iters {a.iters}: give at least 1")
+    if a.seed < 0:
+        p.error(f"--seed {a.seed}: give an integer >= 0")
     prof = get_profile(a.profile)
     tcfg = prof.ablation_train if a.ablation else prof.train
     if a.iters is not None:
         tcfg = dataclasses.replace(tcfg, iters=a.iters)
-    path = train(
-        prof.model,
-        tcfg,
-        a.manifest,
-        a.data_root,
-        a.out,
-        seed=a.seed,
-        profile=a.profile,
-        device=a.device,
-        resume=not a.no_resume,
-        daclip_checkpoint=a.daclip,
-        tasks=a.tasks,
-    )
+    try:
+        path = train(
+            prof.model,
+            tcfg,
+            a.manifest,
+            a.data_root,
+            a.out,
+            seed=a.seed,
+            profile=a.profile,
+            device=a.device,
+            resume=not a.no_resume,
+            daclip_checkpoint=a.daclip,
+            tasks=a.tasks,
+            lock_timeout=-1 if a.wait else 0,
+        )
+    except (RunFolderBusy, CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if int(os.environ.get("RANK", "0")) == 0:
         print(path)
     return 0
