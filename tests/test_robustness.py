@@ -634,5 +634,5 @@ def test_own_data_prep_root_naming_a_file(tmp_path, capsys):
     afile.write_bytes(b"PK")
     assert _prep("3d", "--root", afile, "--out", tmp_path / "out") == 2
     err = capsys.readouterr().err
-    assert "is a file, not a folder" in err and "Real data sets" in err
+    assert "is a file, not a folder" in err and "docs/data.md" in err
     assert not (tmp_path / "out").exists()
