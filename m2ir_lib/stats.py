@@ -75,7 +75,12 @@ def _clean(values) -> np.ndarray:
 
 
 def bootstrap_mean_of_means(
-    groups: Sequence, *, confidence=CONFIDENCE, n_resamples=N_RESAMPLES, seed=SEED
+    groups: Sequence,
+    *,
+    confidence=CONFIDENCE,
+    n_resamples=N_RESAMPLES,
+    seed=SEED,
+    nonfinite: str = "raise",
 ) -> Interval:
     """Mean of the group means and its stratified percentile-bootstrap interval.
 
@@ -87,7 +92,15 @@ def bootstrap_mean_of_means(
         confidence: interval coverage (0.95).
         n_resamples: bootstrap resamples.
         seed: seed of the resampling.
+        nonfinite: "raise" on an infinite or nan value, or "nan": return the (possibly
+            infinite) mean without an interval (an image left untouched by its degradation
+            has PSNR = inf, and no interval describes such a mean).
     """
+    if nonfinite == "nan":
+        raw = [np.asarray(g, dtype=float).ravel() for g in groups]
+        if not all(np.isfinite(x).all() for x in raw):
+            est = float(np.mean([x.mean() for x in raw]))
+            return Interval(est, float("nan"), float("nan"), sum(len(x) for x in raw))
     xs = [_clean(g) for g in groups]
     if not xs or any(len(x) == 0 for x in xs):
         raise ValueError("every group needs at least one value")
@@ -115,14 +128,16 @@ def bootstrap_mean(values, **kw) -> Interval:
     return bootstrap_mean_of_means([values], **kw)
 
 
-def _aligned(a, b) -> tuple[np.ndarray, np.ndarray]:
-    """Two per-image samples on the same images: Series are aligned by index, arrays by order."""
+def _aligned(a, b, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Two per-image samples on the same images: Series are aligned by index, arrays by order
+    (`strict=False` lets infinite values through, for `nonfinite="nan"`)."""
+    clean = _clean if strict else (lambda v: np.asarray(v, dtype=float).ravel())
     if isinstance(a, pd.Series) and isinstance(b, pd.Series):
         if set(a.index) != set(b.index) or a.index.has_duplicates or b.index.has_duplicates:
             only = sorted(map(str, set(a.index) ^ set(b.index)))[:5]
             raise ValueError(f"a paired difference needs the same images on both sides; {only}")
-        return _clean(a), _clean(b.reindex(a.index))
-    a, b = _clean(a), _clean(b)
+        return clean(a), clean(b.reindex(a.index))
+    a, b = clean(a), clean(b)
     if a.shape != b.shape:
         raise ValueError(f"a paired difference needs equal lengths, got {len(a)} and {len(b)}")
     return a, b
@@ -144,16 +159,22 @@ def paired_difference_of_means(groups_a: Sequence, groups_b: Sequence, **kw) -> 
     """Difference of two Averages (mean of task means) over the same images, per task paired."""
     if len(groups_a) != len(groups_b):
         raise ValueError("both sides need the same tasks")
-    diffs = [np.subtract(*_aligned(a, b)) for a, b in zip(groups_a, groups_b, strict=True)]
+    with np.errstate(invalid="ignore"):
+        diffs = [
+            np.subtract(*_aligned(a, b, strict=False))
+            for a, b in zip(groups_a, groups_b, strict=True)
+        ]
     return bootstrap_mean_of_means(diffs, **kw)
 
 
 def seed_spread(values) -> SeedSpread:
     """Mean and standard deviation (ddof 1; nan with one seed) of a number over seeds."""
-    x = _clean(values)
+    x = np.asarray(values, dtype=float).ravel()
     if len(x) == 0:
         raise ValueError("no values")
-    return SeedSpread(float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else float("nan"), len(x))
+    with np.errstate(invalid="ignore"):  # inf - inf when an image is left untouched
+        sd = float(x.std(ddof=1)) if len(x) > 1 else float("nan")
+    return SeedSpread(float(x.mean()), sd, len(x))
 
 
 def kendall_tau(x, y, *, n_resamples: int = 9999, seed: int = SEED) -> tuple[float, float]:
@@ -224,7 +245,7 @@ def cell_stats(per_image: pd.DataFrame, **kw) -> pd.DataFrame:
         per_seed = g.groupby("seed", sort=True)["value"].mean()
         spread = seed_spread(per_seed.to_numpy())
         imgs = image_means(g)["value"].to_numpy()
-        ci = bootstrap_mean(imgs, **kw)
+        ci = bootstrap_mean(imgs, nonfinite="nan", **kw)
         rows.append(
             dict(
                 method=method,
@@ -256,7 +277,8 @@ def average_stats(per_image: pd.DataFrame, method: str, metric: str, tasks: list
     ]
     spread = seed_spread(per_seed)
     means = image_means(d)
-    ci = bootstrap_mean_of_means([means.loc[means["task"] == t, "value"] for t in tasks], **kw)
+    groups = [means.loc[means["task"] == t, "value"] for t in tasks]
+    ci = bootstrap_mean_of_means(groups, nonfinite="nan", **kw)
     return dict(
         value=spread.mean,
         n=ci.n,
@@ -281,4 +303,4 @@ def difference(
             return None
         ga.append(sa)
         gb.append(sb)
-    return paired_difference_of_means(ga, gb, **kw)
+    return paired_difference_of_means(ga, gb, nonfinite="nan", **kw)

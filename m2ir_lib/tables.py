@@ -6,6 +6,11 @@ names each number after the paper's column. Tables VII–XII: `ABLATIONS` holds 
 (row label, network overrides, training overrides), trained on deraining only with the
 profile's ablation schedule (§IV-C); the full-model row is the same configuration in all six,
 so the run cache trains it once.
+
+Every score is kept per test image (`results.write_per_image`), so each cell carries its
+image count and a 95 % interval (`m2ir_lib.stats`). The headline rows (`HEADLINE`: Table I's
+two networks, Table VII's all-off and full rows) train with several seeds when asked
+(`seeds`); a cell is then the mean over seeds and its `seed_sd` the spread between them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from m2ir_lib import results
+from m2ir_lib import results, stats
 from m2ir_lib.config import get_profile
 from m2ir_lib.experiments import BASELINE, IDENTITY, SETTINGS, Data, Run, locate, plan, run_dir
 
@@ -40,10 +45,45 @@ TABLE_RUNS: dict[str, list[tuple[str, str, dict]]] = {
 }
 # Where each table is evaluated when it is not the training data.
 EVAL_SETTING = {"VI": "csd"}
+# The rows that train with several seeds (`seeds`): None = every row of the table.
+HEADLINE: dict[str, tuple[str, ...] | None] = {
+    "I": None,
+    "VII": ("MST ✗ | DACP ✗ | special ✗ | shared ✗", "MST ✓ | DACP ✓ | special ✓ | shared ✓"),
+}
+SEED_TAG = " · seed "  # label of a run trained with an extra seed: "<row> · seed 1"
+
+
+def method_of(label: str) -> str:
+    """The table row a run belongs to: its label without the extra-seed tag."""
+    return label.split(SEED_TAG)[0]
+
+
+def _seeded(table: str, runs: list[Run], seeds: int) -> list[Run]:
+    """Each headline run of `table` once per training seed (seed, seed+1, ...), right after it;
+    the data stay those of the first seed, so every seed is tested on the same images."""
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds}: need at least one training seed")
+    if table not in HEADLINE or seeds == 1:
+        return runs
+    out = []
+    for r in runs:
+        out.append(r)
+        if HEADLINE[table] is None or r.label in HEADLINE[table]:
+            out += [
+                dataclasses.replace(r, seed=r.seed + k, label=f"{r.label}{SEED_TAG}{r.seed + k}")
+                for k in range(1, seeds)
+            ]
+    return out
 
 
 def table_runs(
-    table: str, profile: str, *, data_root: str = "", seed: int = 0, daclip_checkpoint: str = ""
+    table: str,
+    profile: str,
+    *,
+    data_root: str = "",
+    seed: int = 0,
+    seeds: int = 1,
+    daclip_checkpoint: str = "",
 ) -> list[Run]:
     """The planned runs of Table I–VI (nothing is trained yet).
 
@@ -52,12 +92,14 @@ def table_runs(
         profile: run profile name.
         data_root: real data folder ("" = the profile's default, see `experiments.locate`).
         seed: seed of data, initialisation and training.
+        seeds: training seeds of the `HEADLINE` tables' rows (seed, seed+1, ...); other
+            tables train one.
         daclip_checkpoint: DA-CLIP weights; without them the MLP prior stands in.
     """
     if table not in TABLE_RUNS:
         raise ValueError(f"table {table!r} has no all-in-one runs; known: {list(TABLE_RUNS)}")
     data = {s: locate(s, profile, data_root, seed) for s, _, _ in TABLE_RUNS[table]}
-    return [
+    runs = [
         plan(
             label.format(p=profile),
             profile,
@@ -67,6 +109,22 @@ def table_runs(
             daclip_checkpoint=daclip_checkpoint,
         )
         for s, label, m in TABLE_RUNS[table]
+    ]
+    return _seeded(table, runs, seeds)
+
+
+def training_plan(
+    profile: str, *, data_root: str = "", seed: int = 0, seeds: int = 1, daclip_checkpoint=""
+) -> list[Run]:
+    """What notebook 02 trains: every run of Tables I–VI, and the `HEADLINE` rows of Table VII
+    with all their seeds (so notebooks 03 and 09 find them in the cache)."""
+    kw = dict(seed=seed, seeds=seeds, daclip_checkpoint=daclip_checkpoint)
+    out = [r for t in TABLE_RUNS for r in table_runs(t, profile, data_root=data_root, **kw)]
+    data = locate("derain", profile, data_root, seed)
+    return out + [
+        r
+        for r in ablation_runs("VII", profile, data, **kw)
+        if method_of(r.label) in HEADLINE["VII"]
     ]
 
 
@@ -122,6 +180,32 @@ def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint:
     return evaluate(model, data.manifest, s.protocol, **kw)
 
 
+def per_image_rows(table: str, method: str, run: str, seed: int, per_image: pd.DataFrame):
+    """`evaluate`'s per-image frame as long rows (`stats.PER_IMAGE_COLUMNS`), tasks named after
+    the paper's columns; columns the paper's table lacks and metrics without a number (LPIPS
+    without weights) are left out."""
+    wanted = set(results.paper_table(table)["task"])
+    d = per_image.assign(
+        key=[
+            _task_key(table, t, sg, ds)
+            for t, sg, ds in zip(
+                per_image["task"], per_image["sigma"], per_image["dataset"], strict=True
+            )
+        ]
+    )
+    d = d[d["key"].isin(wanted)]
+    metrics = [
+        m for m in ("psnr", "ssim", "lpips") if m in d and pd.api.types.is_numeric_dtype(d[m])
+    ]
+    long = d.melt(
+        id_vars=["key", "dataset", "sigma", "name"], value_vars=metrics, var_name="metric"
+    )
+    long = long.rename(columns={"key": "task", "name": "image"}).assign(
+        table=table, method=method, run=run, seed=int(seed), metric=long["metric"].str.upper()
+    )
+    return long[stats.PER_IMAGE_COLUMNS]
+
+
 def score_rows(
     table: str,
     runs: list[Run],
@@ -130,8 +214,14 @@ def score_rows(
     profile: str,
     data: Data | None = None,
     identity: bool = True,
+    write: bool = True,
 ) -> pd.DataFrame:
     """Long rows of every run's scores, plus the identity row, or status rows for what is missing.
+
+    Runs of one row trained with several seeds (labels `<row> · seed k`) make one row: the
+    mean over seeds, with `n_seeds` and `seed_sd`. Every cell gets its image count and 95 %
+    interval from the per-image scores, which are written beside the table
+    (`results.write_per_image`, read back with `results.read_per_image`).
 
     Args:
         table: Roman number of the paper table (fixes the column names).
@@ -139,36 +229,90 @@ def score_rows(
         ckpts: `train_runs`' result.
         profile: run profile name.
         data: the evaluation data (default: each run's own training data).
-        identity: add the degraded input as a reference row.
+        identity: add the degraded input as a reference row (the table's floor).
+        write: write the per-image file.
     """
-    frames = []
+    frames, images = [], []
     seed = runs[0].seed if runs else 0
+    by_method: dict[str, list[Run]] = {}
     for run in runs:
-        test = data or run.data
-        if not test.available or run.label not in ckpts:
-            reason = test.reason or run.data.reason or "not trained"
+        by_method.setdefault(method_of(run.label), []).append(run)
+    for method, group in by_method.items():
+        test = data or group[0].data
+        done = [r for r in group if test.available and r.label in ckpts]
+        if not done:
+            reason = test.reason or group[0].data.reason or "not trained"
             frames.append(
                 results.status_row(
-                    table, run.label, reason, profile=profile, seed=run.seed, data=test.label
+                    table, method, reason, profile=profile, seed=group[0].seed, data=test.label
                 )
             )
             continue
-        _, summary = evaluate_run(ckpts[run.label], test, profile, run.daclip_checkpoint)
-        frames.append(_rows_from(table, run.label, summary, profile, run.seed, test, run.note))
+        scored = [
+            (r, *evaluate_run(ckpts[r.label], test, profile, r.daclip_checkpoint)) for r in done
+        ]
+        long = [
+            per_image_rows(table, method, ckpts[r.label].parent.name, r.seed, img)
+            for r, img, _ in scored
+        ]
+        images += long
+        frames.append(
+            _rows_from(table, method, scored, pd.concat(long), profile, test, group[0].note)
+        )
     test = data or (runs[0].data if runs else None)
     if identity and test is not None and test.available:
-        _, summary = evaluate_run(None, test, profile)
-        frames.append(_rows_from(table, IDENTITY, summary, profile, seed, test, ""))
+        img, summary = evaluate_run(None, test, profile)
+        long = per_image_rows(table, IDENTITY, "", seed, img)
+        images.append(long)
+        frames.append(
+            _rows_from(table, IDENTITY, [(runs[0], img, summary)], long, profile, test, "")
+        )
+    if write:
+        empty = pd.DataFrame(columns=stats.PER_IMAGE_COLUMNS)
+        results.write_per_image(pd.concat([empty, *images], ignore_index=True), profile, table)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=results.COLUMNS)
 
 
-def _rows_from(table, label, summary, profile, seed, data, note):
-    values, missing = summary_values(table, summary)
+def _rows_from(table, label, scored, long, profile, data, note):
+    """One row's cells: per-image metrics reduced by `stats.cell_stats`; set metrics (FID) from
+    the summaries, averaged over seeds; status rows for metrics without a number."""
+    cells = stats.cell_stats(long)
+    values = {(c.task, c.metric): c.value for c in cells.itertuples()}
+    unc = {
+        (c.task, c.metric): {k: getattr(c, k) for k in results.UNCERTAINTY}
+        for c in cells.itertuples()
+    }
+    set_values, missing = {}, []
+    for _, _, summary in scored:
+        v, m = summary_values(table, summary)
+        for key, x in v.items():
+            if key not in values:
+                set_values.setdefault(key, []).append(x)
+        missing += [x for x in m if x not in missing]
+    values.update({k: sum(v) / len(v) for k, v in set_values.items()})
+    seeds = (
+        ",".join(sorted({str(r.seed) for r, _, _ in scored}, key=int))
+        if label != IDENTITY
+        else str(scored[0][0].seed)
+    )
+    if len(scored) > 1:
+        note = "; ".join(filter(None, [note, f"mean of {len(scored)} training seeds"]))
     out = [
-        results.rows(table, label, values, profile=profile, seed=seed, data=data.label, note=note)
+        results.rows(
+            table,
+            label,
+            values,
+            profile=profile,
+            seed=seeds,
+            data=data.label,
+            note=note,
+            uncertainty=unc,
+        )
     ]
     out += [
-        results.status_row(table, label, m, profile=profile, seed=seed, data=data.label)
+        results.status_row(
+            table, label, m, profile=profile, seed=scored[0][0].seed, data=data.label
+        )
         for m in missing
     ]
     return pd.concat(out, ignore_index=True)
@@ -222,9 +366,16 @@ ABLATIONS: dict[str, list[tuple[str, dict, dict]]] = {
 
 
 def ablation_runs(
-    table: str, profile: str, data: Data, *, seed: int = 0, daclip_checkpoint: str = ""
+    table: str,
+    profile: str,
+    data: Data,
+    *,
+    seed: int = 0,
+    seeds: int = 1,
+    daclip_checkpoint: str = "",
 ) -> list[Run]:
-    """The runs of one ablation table (§IV-C): the paper's rows, derain only, ablation schedule."""
+    """The runs of one ablation table (§IV-C): the paper's rows, derain only, ablation schedule;
+    the `HEADLINE` rows of Table VII with `seeds` training seeds."""
     if table not in ABLATIONS:
         raise ValueError(f"table {table!r} is not an ablation; known: {list(ABLATIONS)}")
     runs = [
@@ -240,7 +391,7 @@ def ablation_runs(
         )
         for label, m, t in ABLATIONS[table]
     ]
-    return _mark_duplicates(runs, profile)
+    return _mark_duplicates(_seeded(table, runs, seeds), profile)
 
 
 def _mark_duplicates(runs: list[Run], profile: str) -> list[Run]:
