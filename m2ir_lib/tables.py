@@ -58,6 +58,11 @@ def method_of(label: str) -> str:
     return label.split(SEED_TAG)[0]
 
 
+def rows_of(runs: list[Run]) -> list[str]:
+    """The table rows the runs make, in order (extra seeds of a row count once)."""
+    return list(dict.fromkeys(method_of(r.label) for r in runs))
+
+
 def _seeded(table: str, runs: list[Run], seeds: int) -> list[Run]:
     """Each headline run of `table` once per training seed (seed, seed+1, ...), right after it;
     the data stay those of the first seed, so every seed is tested on the same images."""
