@@ -280,6 +280,15 @@ def verdict(expected_sign: float, ci: stats.Interval | None, lower_is_better=Fal
     return SUPPORTS if better == (expected_sign > 0) else CONTRADICTS
 
 
+def seed_checked(v: str, per_image, a, b, metric, tasks) -> str:
+    """Downgrade a verdict to 'cannot resolve' when the difference changes sign between
+    training seeds (`stats.seed_differences`): images alone then do not decide it."""
+    d = stats.seed_differences(per_image, a, b, metric, tasks)
+    if v in (SUPPORTS, CONTRADICTS) and len(d) > 1 and not (np.all(d > 0) or np.all(d < 0)):
+        return f"{UNRESOLVED} (sign varies over seeds: {d.min():+.2f} to {d.max():+.2f})"
+    return v
+
+
 def _fmt(ci: stats.Interval | None, k: int = 2) -> str:
     if ci is None:
         return "—"
@@ -290,6 +299,7 @@ def _fmt(ci: stats.Interval | None, k: int = 2) -> str:
 
 def _count(verdicts: list[str]) -> str:
     n = len(verdicts)
+    verdicts = [UNRESOLVED if v.startswith(UNRESOLVED) else v for v in verdicts]
     parts = [
         f"{sum(v == w for v in verdicts)} {w}"
         for w in (SUPPORTS, CONTRADICTS, UNRESOLVED)
@@ -385,7 +395,8 @@ def _table_conclusions(df, per_image, ours, baseline, metric) -> str:
         p_r = _paper_mean(paper, "Restormer", tasks)
         d_b = stats.difference(per_image, who, baseline, metric, tasks) if baseline else None
         d_f = stats.difference(per_image, who, FLOOR, metric, tasks)
-        v_b, v_f = verdict(1, d_b, low), verdict(1, d_f, low)
+        v_b = seed_checked(verdict(1, d_b, low), per_image, who, baseline, metric, tasks)
+        v_f = seed_checked(verdict(1, d_f, low), per_image, who, FLOOR, metric, tasks)
         if name != AVERAGE:
             vs_base.append((name, v_b, d_b))
             vs_floor.append((name, v_f, d_f))
@@ -414,7 +425,8 @@ def _table_conclusions(df, per_image, ours, baseline, metric) -> str:
         text += f"; below it on {', '.join(bad)}" if bad else ""
         if avg is not None:
             d = stats.difference(per_image, avg[2], baseline, metric, avg[1])
-            text += f". Average: {_fmt(d, k)} → {verdict(1, d, low)}."
+            v = seed_checked(verdict(1, d, low), per_image, avg[2], baseline, metric, avg[1])
+            text += f". Average: {_fmt(d, k)} → {v}."
         lines.append(text)
     text = (
         f"**Claim: M²IR restores every column** (better than the degraded input; implicit in "
@@ -469,6 +481,7 @@ def _ablation_conclusions(df, per_image, metric, reference) -> str:
         d = stats.difference(per_image, r["method"], reference, metric, [task])
         f = stats.difference(per_image, r["method"], FLOOR, metric, [task])
         v = verdict(-1 if gap < 0 else 1, d, low) if gap != 0 else "—"
+        v = seed_checked(v, per_image, r["method"], reference, metric, [task])
         verdicts.append(v)
         rows.append(f"| {r['method']} | {gap:+.{k}f} | {_fmt(d, k)} | {v} | {_fmt(f, k)} |")
     full_f = stats.difference(per_image, reference, FLOOR, metric, [task])
@@ -477,12 +490,14 @@ def _ablation_conclusions(df, per_image, metric, reference) -> str:
         "| this run: row − degraded input [95 % CI] |\n|---|---|---|---|---|\n" + "\n".join(rows)
     ]
     spread = paper["value"].max() - paper["value"].min()
+    verdicts = [v for v in verdicts if v != "—"]
     lines.append(
         f"**Claim: the full model ('{reference}') is the best row** (paper: the other rows "
-        f"{spread:.{k}f} dB or less below it). This run, rows compared with it on the same "
-        f"{full_f.n if full_f else '?'} test images, {_count(verdicts)}."
+        f"{spread:.{k}f}{' dB' if metric == 'PSNR' else ''} or less below it). This run, "
+        f"rows compared with it on the same {full_f.n if full_f else '?'} test images, "
+        f"{_count(verdicts)}."
     )
-    fv = verdict(1, full_f, low)
+    fv = seed_checked(verdict(1, full_f, low), per_image, reference, FLOOR, metric, [task])
     if fv == SUPPORTS:
         lines.append(f"The full model beats the degraded input by {_fmt(full_f, k)} {metric}.")
     else:

@@ -304,3 +304,27 @@ def difference(
         ga.append(sa)
         gb.append(sb)
     return paired_difference_of_means(ga, gb, nonfinite="nan", **kw)
+
+
+def seed_differences(
+    per_image: pd.DataFrame, a: str, b: str, metric: str, tasks: list[str]
+) -> np.ndarray:
+    """a − b of the per-seed means (mean of task means), one per seed both rows trained with;
+    when one row has a single seed, each of the other's seeds is compared with it. Empty when
+    neither row has several seeds, so an image interval is all there is to judge by."""
+
+    def per_seed(m):
+        d = per_image[
+            (per_image["method"] == m)
+            & (per_image["metric"] == metric)
+            & per_image["task"].isin(tasks)
+        ]
+        return d.groupby(["seed", "task"])["value"].mean().groupby("seed").mean()
+
+    sa, sb = per_seed(a), per_seed(b)
+    if len(sa) < 2 and len(sb) < 2 or sa.empty or sb.empty:
+        return np.array([])
+    if len(sa) == 1 or len(sb) == 1:
+        return (sa.to_numpy()[:, None] - sb.to_numpy()[None, :]).ravel()
+    common = sa.index.intersection(sb.index)
+    return (sa[common] - sb[common]).to_numpy()

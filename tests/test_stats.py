@@ -127,3 +127,21 @@ def test_average_and_difference_from_per_image_rows():
     assert d == pytest.approx((1.5, 1.5, 1.5, 3))  # every image: 0.5 seed-mean shift + 1
     assert stats.difference(df, "A", "B", "PSNR", ["t1", "t2"]).estimate == pytest.approx(1.5)
     assert stats.difference(df, "A", "C", "PSNR", ["t1"]) is None
+
+
+def test_seed_differences_pair_seeds_or_compare_with_a_single_seed():
+    df = _per_image()
+    assert stats.seed_differences(df, "A", "B", "PSNR", ["t1"]).tolist() == [1.0, 2.0]
+    both = pd.concat([df, df[df["method"] == "B"].assign(seed=1, value=lambda d: d["value"] + 3)])
+    assert stats.seed_differences(both, "A", "B", "PSNR", ["t1"]).tolist() == [1.0, -1.0]
+    assert len(stats.seed_differences(df, "B", "B", "PSNR", ["t1"])) == 0  # one seed each
+
+
+def test_a_verdict_whose_sign_flips_between_seeds_is_not_resolved():
+    from m2ir_lib import report
+
+    df = _per_image()
+    both = pd.concat([df, df[df["method"] == "B"].assign(seed=1, value=lambda d: d["value"] + 3)])
+    assert report.seed_checked("supports", df, "A", "B", "PSNR", ["t1"]) == "supports"
+    flipped = report.seed_checked("supports", both, "A", "B", "PSNR", ["t1"])
+    assert flipped.startswith("cannot resolve") and "-1.00 to +1.00" in flipped
