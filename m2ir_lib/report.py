@@ -92,7 +92,7 @@ def interval_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.Data
     )
     wide = d.pivot_table(
         index="method", columns=["column", "metric"], values="text", aggfunc="first", sort=False
-    )
+    ).fillna("")
     order = [m for m in dict.fromkeys(d["method"]) if m != FLOOR] + [FLOOR]
     return wide.reindex([m for m in order if m in wide.index])
 
@@ -426,8 +426,8 @@ def _table_conclusions(df, per_image, ours, baseline, metric) -> str:
         if avg is not None:
             d = stats.difference(per_image, avg[2], baseline, metric, avg[1])
             v = seed_checked(verdict(1, d, low), per_image, avg[2], baseline, metric, avg[1])
-            text += f". Average: {_fmt(d, k)} → {v}."
-        lines.append(text)
+            text += f". Average: {_fmt(d, k)} → {v}"
+        lines.append(text + ".")
     text = (
         f"**Claim: M²IR restores every column** (better than the degraded input; implicit in "
         f"every row of the paper). This run, {_count([v for _, v, _ in vs_floor])}"
@@ -496,6 +496,12 @@ def _ablation_conclusions(df, per_image, metric, reference) -> str:
         f"{spread:.{k}f}{' dB' if metric == 'PSNR' else ''} or less below it). This run, "
         f"rows compared with it on the same {full_f.n if full_f else '?'} test images, "
         f"{_count(verdicts)}."
+        + (
+            " A difference counts as resolved only when it keeps its sign against each of "
+            "the full model's training seeds."
+            if len(set(per_image.loc[per_image["method"] == reference, "seed"])) > 1
+            else ""
+        )
     )
     fv = seed_checked(verdict(1, full_f, low), per_image, reference, FLOOR, metric, [task])
     if fv == SUPPORTS:

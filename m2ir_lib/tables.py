@@ -45,10 +45,20 @@ TABLE_RUNS: dict[str, list[tuple[str, str, dict]]] = {
 }
 # Where each table is evaluated when it is not the training data.
 EVAL_SETTING = {"VI": "csd"}
-# The rows that train with several seeds (`seeds`): None = every row of the table.
+# The rows that train with several seeds (`seeds`): None = every row of the table. The
+# full model of Tables VIII–XII is Table VII's full run, so its seeds come from the cache and
+# every ablation row can be compared with the full model's seed spread.
+_FULL = {
+    "VIII": "N=4",
+    "IX": "K=2",
+    "X": "charb ✓ | balance ✓ | FFT ✓",
+    "XI": "λ1=0.01",
+    "XII": "λ2=0.1",
+}
 HEADLINE: dict[str, tuple[str, ...] | None] = {
     "I": None,
     "VII": ("MST ✗ | DACP ✗ | special ✗ | shared ✗", "MST ✓ | DACP ✓ | special ✓ | shared ✓"),
+    **{t: (label,) for t, label in _FULL.items()},
 }
 SEED_TAG = " · seed "  # label of a run trained with an extra seed: "<row> · seed 1"
 
@@ -264,14 +274,16 @@ def score_rows(
         frames.append(
             _rows_from(table, method, scored, pd.concat(long), profile, test, group[0].note)
         )
-    test = data or (runs[0].data if runs else None)
-    if identity and test is not None and test.available:
-        img, summary = evaluate_run(None, test, profile)
-        long = per_image_rows(table, IDENTITY, "", seed, img)
+    # The floor on every test set the rows were scored on (Table V: one per task).
+    tests = [data] if data else list({r.data.setting: r.data for r in runs}.values())
+    tests = [t for t in tests if t.available]
+    if identity and tests:
+        scored = [(runs[0], *evaluate_run(None, t, profile)) for t in tests]
+        long = pd.concat([per_image_rows(table, IDENTITY, "", seed, img) for _, img, _ in scored])
         images.append(long)
-        frames.append(
-            _rows_from(table, IDENTITY, [(runs[0], img, summary)], long, profile, test, "")
-        )
+        label = "; ".join(dict.fromkeys(t.label for t in tests))
+        test = dataclasses.replace(tests[0], label=label)
+        frames.append(_rows_from(table, IDENTITY, scored, long, profile, test, ""))
     if write:
         empty = pd.DataFrame(columns=stats.PER_IMAGE_COLUMNS)
         results.write_per_image(pd.concat([empty, *images], ignore_index=True), profile, table)
@@ -300,7 +312,7 @@ def _rows_from(table, label, scored, long, profile, data, note):
         if label != IDENTITY
         else str(scored[0][0].seed)
     )
-    if len(scored) > 1:
+    if len(scored) > 1 and label != IDENTITY:
         note = "; ".join(filter(None, [note, f"mean of {len(scored)} training seeds"]))
     out = [
         results.rows(

@@ -339,9 +339,22 @@ def test_headline_rows_train_with_several_seeds_on_the_same_data():
     assert f"{off}{tables.SEED_TAG}6" in labels
     assert len(runs) == len(tables.ABLATIONS["VII"]) + 4  # two rows, two extra seeds each
     assert tables.rows_of(runs) == [label for label, _, _ in tables.ABLATIONS["VII"]]
-    assert len(tables.ablation_runs("IX", "smoke", data, seeds=3)) == 4  # not a headline table
+    assert len(tables.ablation_runs("VIII", "smoke", data, seeds=1)) == 5  # one seed: as before
+    nine = tables.ablation_runs("IX", "smoke", data, seeds=3)  # only the full row is seeded
+    assert [r.label for r in nine][:4] == ["K=1", "K=2", "K=2 · seed 1", "K=2 · seed 2"]
+    assert len(tables.table_runs("II", "smoke", seeds=3)) == 2  # Tables II–VI: one seed
     with pytest.raises(ValueError, match="at least one"):
         tables.ablation_runs("VII", "smoke", data, seeds=0)
+
+
+def test_full_rows_of_tables_viii_to_xii_are_table_viis_full_run():
+    """Their seeds come from the run cache only if the configurations are identical."""
+    data = experiments.Data("derain", None, None, "test", "no data")
+    vii = tables.ablation_runs("VII", "mini", data)
+    full = next(r for r in vii if r.label == tables.HEADLINE["VII"][1])
+    for table, (label,) in ((t, tables.HEADLINE[t]) for t in ("VIII", "IX", "X", "XI", "XII")):
+        row = next(r for r in tables.ablation_runs(table, "mini", data) if r.label == label)
+        assert (row.model, row.train) == (full.model, full.train), table
 
 
 def test_conclusions_judge_each_claim_by_its_interval():
