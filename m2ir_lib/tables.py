@@ -16,6 +16,9 @@ two networks, Table VII's all-off and full rows) train with several seeds when a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +26,7 @@ import pandas as pd
 from m2ir_lib import results, stats
 from m2ir_lib.config import get_profile
 from m2ir_lib.experiments import BASELINE, IDENTITY, SETTINGS, Data, Run, locate, plan, run_dir
+from m2ir_lib.metrics import NA_WEIGHTS
 
 # ---------------------------------------------------------------------------- Tables I–VI
 
@@ -179,9 +183,15 @@ def summary_values(table: str, summary: pd.DataFrame) -> tuple[dict, list[str]]:
 
 
 def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint: str = ""):
-    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split."""
-    from m2ir_lib.evaluate import evaluate, evaluate_identity
-    from m2ir_lib.runs import load_checkpoint
+    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split.
+
+    The per-image scores are cached beside the checkpoint (`runs/<profile>/identity/` for the
+    degraded input), keyed by the checkpoint file, the manifest, the protocol and the library's
+    source, so a run that several tables score (the full model of Tables VII–XII, each of its
+    seeds) is evaluated once; any change to the code or the data evaluates again.
+    """
+    from m2ir_lib.evaluate import evaluate, evaluate_identity, summarize
+    from m2ir_lib.runs import load_checkpoint, runs_root
 
     s = SETTINGS[data.setting]
     kw = dict(
@@ -189,10 +199,42 @@ def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint:
         tasks=list(s.eval_tasks) if s.eval_tasks else None,
         max_images=get_profile(profile).eval_max_images,
     )
+    folder = Path(ckpt).parent if ckpt is not None else runs_root() / profile / "identity"
+    cache = folder / f"eval-{_eval_key(ckpt, data, s.protocol, kw, daclip_checkpoint)}.csv"
+    if cache.is_file():
+        img = pd.read_csv(
+            cache,
+            dtype={"name": str, "dataset": str},
+            keep_default_na=False,
+            na_values={"sigma": [""]},
+        )
+        img = img.apply(lambda c: pd.to_numeric(c) if c.name in ("psnr", "ssim") else c)
+        if "lpips" in img and not (img["lpips"] == NA_WEIGHTS).any():
+            img["lpips"] = pd.to_numeric(img["lpips"])
+        return img, summarize(img, weather=s.protocol == "weatherbench")
     if ckpt is None:
-        return evaluate_identity(data.manifest, s.protocol, **kw)
-    model, _ = load_checkpoint(ckpt, daclip_checkpoint or None)
-    return evaluate(model, data.manifest, s.protocol, **kw)
+        img, summary = evaluate_identity(data.manifest, s.protocol, **kw)
+    else:
+        model, _ = load_checkpoint(ckpt, daclip_checkpoint or None)
+        img, summary = evaluate(model, data.manifest, s.protocol, **kw)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    img.to_csv(tmp, index=False)
+    os.replace(tmp, cache)
+    return img, summary
+
+
+def _eval_key(ckpt, data: Data, protocol: str, kw: dict, daclip_checkpoint: str) -> str:
+    """What an evaluation depends on: checkpoint file, manifest file, protocol, options, code."""
+    lib = Path(__file__).parent
+    parts = [protocol, json.dumps(kw, default=str, sort_keys=True), daclip_checkpoint]
+    for f in [ckpt, data.manifest]:
+        st = Path(f).stat() if f is not None else None
+        parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}" if st else "identity")
+    h = hashlib.sha256("|".join(parts).encode())
+    for src in sorted(lib.glob("*.py")):
+        h.update(src.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def per_image_rows(table: str, method: str, run: str, seed: int, per_image: pd.DataFrame):

@@ -425,3 +425,23 @@ def test_plot_axes_hold_the_intervals_and_never_zoom_into_noise():
     assert report.method_colour("M²IR") == report.method_colour("M²IR (ours, mini)")
     assert report.method_colour("Restormer") == report.method_colour("Restormer-style (ours, mini)")
     assert report.method_colour("K=2") == report.method_colour("M²IR")
+
+
+def test_evaluations_are_cached_per_checkpoint_data_and_code(tmp_path, monkeypatch):
+    import m2ir_lib.evaluate
+
+    monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
+    data = experiments.locate("derain", "smoke")
+    first, summary = tables.evaluate_run(None, data, "smoke")
+    assert list(tmp_path.glob("smoke/identity/eval-*.csv"))
+
+    def boom(*a, **k):
+        raise AssertionError("evaluated again instead of reading the cache")
+
+    monkeypatch.setattr(m2ir_lib.evaluate, "evaluate_identity", boom)
+    again, summary2 = tables.evaluate_run(None, data, "smoke")
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), again, check_dtype=False)
+    pd.testing.assert_frame_equal(summary, summary2, check_dtype=False)
+    other = experiments.locate("denoise", "smoke")  # other tasks: another key, evaluated
+    with pytest.raises(AssertionError, match="evaluated again"):
+        tables.evaluate_run(None, other, "smoke")
