@@ -402,16 +402,19 @@ def _table_conclusions(df, per_image, ours, baseline, metric) -> str:
             vs_floor.append((name, v_f, d_f))
         n = d_f.n if d_f is not None else 0
         paper_gap = f"{p_m - p_r:+.{k}f}" if np.isfinite(p_m - p_r) else "—"
-        rows.append(
-            f"| {name} | {n} | {paper_gap} | {_fmt(d_b, k)} | {v_b if baseline else '—'} "
-            f"| {_fmt(d_f, k)} | {v_f} |"
-        )
+        vs_b = f"| {paper_gap} | {_fmt(d_b, k)} | {v_b} " if baseline else ""
+        rows.append(f"| {name} | {n} {vs_b}| {_fmt(d_f, k)} | {v_f} |")
     if not rows:
         return f"No reproduced {metric} with per-image scores in this table: nothing to judge."
+    vs_b = (
+        f"| paper: M²IR − Restormer | this run: M²IR − {baseline} [95 % CI] | verdict "
+        if baseline
+        else ""
+    )
     head = (
-        f"| column | n images | paper: M²IR − Restormer | this run: M²IR − {baseline or '—'} "
-        f"[95 % CI] | verdict | this run: M²IR − degraded input [95 % CI] | verdict |\n"
-        "|---|---|---|---|---|---|---|"
+        f"| column | n images {vs_b}| this run: M²IR − degraded input [95 % CI] | verdict |\n"
+        + "|---" * (7 if baseline else 4)
+        + "|"
     )
     lines.append(head + "\n" + "\n".join(rows))
     avg = next((r for r in groups if r[0] == AVERAGE), None)
