@@ -672,10 +672,22 @@ def plot_paper_vs_ours(
             else "this run (95 % interval over test images)"
         )
         ax.grid(axis="y", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="best")
     table = d["table"].iloc[0]
     fig.suptitle(title or f"Table {table}: {spec(table).title}", y=1.02)
+    fig.tight_layout()
+    legend = {}  # one legend under both panels, so no entry hides a dot or the floor
+    for ax in axes[0]:
+        for h, lbl in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lbl, h)
+    if legend:
+        fig.legend(
+            legend.values(),
+            legend.keys(),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(len(legend), 3),
+            fontsize=8,
+        )
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")
