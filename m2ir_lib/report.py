@@ -1,7 +1,10 @@
 """How a table is shown: the paper's layout, paper beside ours, margins, plots, verdicts.
 
-Everything here reads the long format of `m2ir_lib.results` and returns DataFrames, seaborn
-figures or Markdown; nothing is measured here.
+Everything here reads the long format of `m2ir_lib.results` (and a table's per-image rows,
+for paired differences) and returns DataFrames, matplotlib figures or Markdown; nothing is
+measured here. The closing text of every table notebook is `conclusions`: per claim of the
+paper, whether this run supports it, contradicts it or cannot resolve it, with the 95 %
+interval that decides (`m2ir_lib.stats`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from m2ir_lib.results import AVERAGE, STATUS, spec
+from m2ir_lib import stats
+from m2ir_lib.results import AVERAGE, FLOOR, LOWER_IS_BETTER, STATUS, spec
 
 # ---------------------------------------------------------------------------- views
 
@@ -59,6 +63,63 @@ def status_view(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[df["metric"] == STATUS, ["method", "task", "note"]].reset_index(drop=True)
 
 
+def interval_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Our rows as text cells: value [95 % interval], the seed spread when several seeds
+    trained, and ▼ where the cell is no better than the degraded input (`results.with_floor`).
+    Columns are (task (n=images), metric); rows are our methods, the floor last."""
+    from m2ir_lib.results import with_floor
+
+    d = with_floor(df)
+    d = d[(d["source"] == "reproduced") & (d["metric"] != STATUS)]
+    if metrics:
+        d = d[d["metric"].isin(metrics)]
+    if d.empty:
+        return pd.DataFrame()
+
+    def cell(r):
+        k = 4 if r["metric"] in ("SSIM", "LPIPS") else 2
+        text = f"{r['value']:.{k}f}"
+        if np.isfinite(r["ci_low"]):
+            text += f" [{r['ci_low']:.{k}f}, {r['ci_high']:.{k}f}]"
+        if r["n_seeds"] == r["n_seeds"] and r["n_seeds"] > 1:
+            text += f" sd {r['seed_sd']:.{k}f}/{int(r['n_seeds'])} seeds"
+        return ("▼ " if str(r["at_or_below_floor"]) == "True" else "") + text
+
+    n = d.groupby("task", sort=False)["n"].max()
+    d = d.assign(
+        text=d.apply(cell, axis=1),
+        column=[f"{t} (n={int(n[t])})" if n[t] == n[t] else t for t in d["task"]],
+    )
+    wide = d.pivot_table(
+        index="method", columns=["column", "metric"], values="text", aggfunc="first", sort=False
+    ).fillna("")
+    order = [m for m in dict.fromkeys(d["method"]) if m != FLOOR] + [FLOOR]
+    return wide.reindex([m for m in order if m in wide.index])
+
+
+def schedule_line(profile: str, ablation: bool = False, seeds: int | None = None):
+    """The profile's schedule as one Markdown line, read from `m2ir_lib.config` (never typed)."""
+    from IPython.display import Markdown
+
+    from m2ir_lib.config import get_profile
+
+    prof = get_profile(profile)
+    t = prof.ablation_train if ablation else prof.train
+    m = prof.model
+    text = (
+        f"**Profile `{profile}`** ({'ablation' if ablation else 'all-in-one'} schedule, from "
+        f"`m2ir_lib.config`): {t.iters} iterations of batch {t.batch_size}"
+        f"{f' × {t.grad_accum} accumulated' if t.grad_accum > 1 else ''} on {t.patch}² patches, "
+        f"learning rate {t.lr:g} (warm-up {t.warmup_iters}, cosine horizon {t.cosine_iters}); "
+        f"network width {m.dim}, blocks {m.num_blocks}, N = {m.num_experts}, K = {m.top_k}"
+    )
+    if seeds is not None:
+        text += f"; the headline rows train with {seeds} seed{'s' if seeds != 1 else ''}"
+    cap = prof.eval_max_images
+    text += f"; test images per column: {'all' if cap is None else f'at most {cap}'}."
+    return Markdown(text)
+
+
 # ---------------------------------------------------------------------------- comparisons
 
 
@@ -90,10 +151,9 @@ def margins(
 
 def rank_agreement(df: pd.DataFrame, metric: str = "PSNR") -> dict:
     """Does our run order the rows like the paper? Kendall's τ between the paper's and our
-    values over the method labels both have (1 = same order, −1 = reversed)."""
-    from scipy.stats import kendalltau
-
-    d = df[(df["metric"] == metric) & df["value"].notna()]
+    values over the method labels both have (1 = same order, −1 = reversed), with its exact
+    permutation p-value (`stats.kendall_tau`; the degraded input's row is left out)."""
+    d = df[(df["metric"] == metric) & df["value"].notna() & (df["method"] != FLOOR)]
     wide = d.pivot_table(index="method", columns="source", values="value", aggfunc="first")
     wide = wide.dropna() if {"paper", "reproduced"} <= set(wide.columns) else wide.iloc[:0]
     if len(wide) < 3:
@@ -101,14 +161,16 @@ def rank_agreement(df: pd.DataFrame, metric: str = "PSNR") -> dict:
             "metric": metric,
             "rows": len(wide),
             "kendall_tau": float("nan"),
+            "p_value": float("nan"),
             "best_paper": None,
             "best_ours": None,
         }
-    tau = kendalltau(wide["paper"], wide["reproduced"]).statistic
+    tau, p = stats.kendall_tau(wide["paper"], wide["reproduced"])
     return {
         "metric": metric,
         "rows": len(wide),
-        "kendall_tau": float(tau),
+        "kendall_tau": tau,
+        "p_value": p,
         "best_paper": wide["paper"].idxmax(),
         "best_ours": wide["reproduced"].idxmax(),
     }
@@ -191,12 +253,334 @@ def ablation_text(df: pd.DataFrame, metric: str = "PSNR"):
     agree = rank_agreement(df, metric)
     lines.append(
         f"Kendall τ between the two orders over {agree['rows']} shared rows: "
-        f"{agree['kendall_tau']:.2f} (1 = same order, 0 = unrelated)."
+        f"{agree['kendall_tau']:.2f}, permutation p = {agree['p_value']:.2f} "
+        "(1 = same order, 0 = unrelated)."
     )
     return Markdown("\n\n".join(lines))
 
 
+# ---------------------------------------------------------------------------- conclusions
+
+SUPPORTS, CONTRADICTS, UNRESOLVED = "supports", "contradicts", "cannot resolve"
+
+
+def verdict(expected_sign: float, ci: stats.Interval | None, lower_is_better=False) -> str:
+    """Does an interval of (ours − reference) agree with a claimed direction?
+
+    `expected_sign` > 0 claims ours is better. With a lower-is-better metric the interval is
+    read the other way. An interval that contains 0 cannot resolve the claim.
+    """
+    if ci is None:
+        return "not measured"
+    if not np.isfinite(ci.low):  # one image, or an infinite PSNR: no interval decides
+        return UNRESOLVED
+    if not ci.excludes(0.0):
+        return UNRESOLVED
+    better = (ci.estimate < 0) if lower_is_better else (ci.estimate > 0)
+    return SUPPORTS if better == (expected_sign > 0) else CONTRADICTS
+
+
+def seed_checked(v: str, per_image, a, b, metric, tasks) -> str:
+    """Downgrade a verdict to 'cannot resolve' when the difference changes sign between
+    training seeds (`stats.seed_differences`): images alone then do not decide it."""
+    d = stats.seed_differences(per_image, a, b, metric, tasks)
+    if v in (SUPPORTS, CONTRADICTS) and len(d) > 1 and not (np.all(d > 0) or np.all(d < 0)):
+        return f"{UNRESOLVED} (sign varies over seeds: {d.min():+.2f} to {d.max():+.2f})"
+    return v
+
+
+def _fmt(ci: stats.Interval | None, k: int = 2) -> str:
+    if ci is None:
+        return "—"
+    if not np.isfinite(ci.low):
+        return f"{ci.estimate:+.{k}f} (no interval, n={ci.n})"
+    return f"{ci.estimate:+.{k}f} [{ci.low:+.{k}f}, {ci.high:+.{k}f}]"
+
+
+def _count(verdicts: list[str]) -> str:
+    n = len(verdicts)
+    verdicts = [UNRESOLVED if v.startswith(UNRESOLVED) else v for v in verdicts]
+    parts = [
+        f"{sum(v == w for v in verdicts)} {w}"
+        for w in (SUPPORTS, CONTRADICTS, UNRESOLVED)
+        if any(v == w for v in verdicts)
+    ]
+    other = sum(v not in (SUPPORTS, CONTRADICTS, UNRESOLVED) for v in verdicts)
+    return f"of {n}: " + ", ".join(parts + ([f"{other} not measured"] if other else []))
+
+
+def _where(df: pd.DataFrame, method: str) -> tuple[str, str]:
+    ours = df[(df["source"] == "reproduced") & (df["method"] == method)]
+    if ours.empty:
+        return "", ""
+    return str(ours["profile"].iloc[0]), str(ours["data"].iloc[0])
+
+
+def _seed_sentence(df, method, task, metric) -> str:
+    r = df[
+        (df["source"] == "reproduced")
+        & (df["method"] == method)
+        & (df["task"] == task)
+        & (df["metric"] == metric)
+    ]
+    if r.empty or not (r["n_seeds"].iloc[0] > 1):
+        return (
+            f"{method} trained with one seed here: the intervals cover the choice of test "
+            "images, not the training seed."
+        )
+    return (
+        f"{method} trained with {int(r['n_seeds'].iloc[0])} seeds: its {task} {metric} varies "
+        f"by sd {r['seed_sd'].iloc[0]:.2f} between them; the intervals cover the test images "
+        "(each image averaged over seeds), not this seed spread."
+    )
+
+
+def conclusions(
+    df: pd.DataFrame,
+    per_image: pd.DataFrame,
+    ours: str | list[str] | None = None,
+    baseline: str | None = None,
+    metric: str = "PSNR",
+    reference: str | None = None,
+):
+    """The closing text of a table notebook, computed from the table and its per-image scores.
+
+    Tables I–VI (`ours` given): per column and for the Average, M²IR − the Restormer-style
+    network and M²IR − the degraded input, each a paired bootstrap interval over the same test
+    images, judged against the paper's claim (M²IR better; the paper's own M²IR − Restormer
+    margin where it prints a Restormer row). Ablations (`ours` None): every row − the full
+    model (`reference`, default the paper's best row), judged against the paper's sign of
+    that difference, the full model against the degraded input, and Kendall τ of the orders.
+
+    Args:
+        df: the table (paper and reproduced rows, averages added).
+        per_image: the table's per-image rows (`results.read_per_image`).
+        ours: our M²IR row(s); a list when different runs cover different columns (Table V).
+        baseline: our Restormer-style row, if the table has one.
+        metric: which metric to judge.
+        reference: the ablation row every other row is compared with.
+
+    Returns:
+        IPython Markdown.
+    """
+    from IPython.display import Markdown
+
+    if ours is None:
+        return Markdown(_ablation_conclusions(df, per_image, metric, reference))
+    return Markdown(_table_conclusions(df, per_image, ours, baseline, metric))
+
+
+def _table_conclusions(df, per_image, ours, baseline, metric) -> str:
+    ours = [ours] if isinstance(ours, str) else list(ours)
+    low = metric in LOWER_IS_BETTER
+    paper = df[(df["source"] == "paper") & (df["metric"] == metric)]
+    cols = [t for t in dict.fromkeys(paper["task"]) if t != AVERAGE]
+    have = per_image[per_image["metric"] == metric]
+    lines, vs_base, vs_floor, rows = [], [], [], []
+    covered = []
+    for task in cols:
+        who = next(
+            (o for o in ours if not have[(have["method"] == o) & (have["task"] == task)].empty),
+            None,
+        )
+        if who is None:
+            continue
+        covered.append((task, who))
+    groups = [(t, [t], w) for t, w in covered]
+    if len(covered) > 1 and len({w for _, w in covered}) == 1:
+        groups.append((AVERAGE, [t for t, _ in covered], covered[0][1]))
+    k = 4 if metric in ("SSIM", "LPIPS") else 2
+    for name, tasks, who in groups:
+        p_m = _paper_mean(paper, "M²IR", tasks)
+        p_r = _paper_mean(paper, "Restormer", tasks)
+        d_b = stats.difference(per_image, who, baseline, metric, tasks) if baseline else None
+        d_f = stats.difference(per_image, who, FLOOR, metric, tasks)
+        v_b = seed_checked(verdict(1, d_b, low), per_image, who, baseline, metric, tasks)
+        v_f = seed_checked(verdict(1, d_f, low), per_image, who, FLOOR, metric, tasks)
+        if name != AVERAGE:
+            vs_base.append((name, v_b, d_b))
+            vs_floor.append((name, v_f, d_f))
+        n = d_f.n if d_f is not None else 0
+        paper_gap = f"{p_m - p_r:+.{k}f}" if np.isfinite(p_m - p_r) else "—"
+        vs_b = f"| {paper_gap} | {_fmt(d_b, k)} | {v_b} " if baseline else ""
+        rows.append(f"| {name} | {n} {vs_b}| {_fmt(d_f, k)} | {v_f} |")
+    if not rows:
+        return f"No reproduced {metric} with per-image scores in this table: nothing to judge."
+    vs_b = (
+        f"| paper: M²IR − Restormer | this run: M²IR − {baseline} [95 % CI] | verdict "
+        if baseline
+        else ""
+    )
+    head = (
+        f"| column | n images {vs_b}| this run: M²IR − degraded input [95 % CI] | verdict |\n"
+        + "|---" * (7 if baseline else 4)
+        + "|"
+    )
+    lines.append(head + "\n" + "\n".join(rows))
+    avg = next((r for r in groups if r[0] == AVERAGE), None)
+    if baseline:
+        text = (
+            f"**Claim: M²IR beats a Restormer-style network** (the paper's Restormer row, or "
+            f"Table VII's all-off row where this table has none). This run, per column, "
+            f"{_count([v for _, v, _ in vs_base])}"
+        )
+        bad = [f"{t} ({_fmt(c, k)})" for t, v, c in vs_base if v == CONTRADICTS]
+        text += f"; below it on {', '.join(bad)}" if bad else ""
+        if avg is not None:
+            d = stats.difference(per_image, avg[2], baseline, metric, avg[1])
+            v = seed_checked(verdict(1, d, low), per_image, avg[2], baseline, metric, avg[1])
+            text += f". Average: {_fmt(d, k)} → {v}"
+        lines.append(text + ".")
+    text = (
+        f"**Claim: M²IR restores every column** (better than the degraded input; implicit in "
+        f"every row of the paper). This run, {_count([v for _, v, _ in vs_floor])}"
+    )
+    bad = [f"{t} ({_fmt(c, k)})" for t, v, c in vs_floor if v == CONTRADICTS]
+    unres = [t for t, v, _ in vs_floor if v.startswith(UNRESOLVED)]
+    text += f"; below the input on {', '.join(bad)}" if bad else ""
+    text += f"; indistinguishable from it on {', '.join(unres)}" if unres else ""
+    lines.append(text + ".")
+    task0 = AVERAGE if avg is not None else covered[0][0]
+    lines.append(_seed_sentence(df, covered[0][1], task0, metric))
+    lines.append(_data_sentence(df, covered[0][1]))
+    return "\n\n".join(lines)
+
+
+def _paper_mean(paper: pd.DataFrame, method: str, tasks: list[str]) -> float:
+    v = paper[(paper["method"] == method) & paper["task"].isin(tasks)]
+    return float(v["value"].mean()) if len(v) == len(tasks) else float("nan")
+
+
+def _data_sentence(df: pd.DataFrame, method: str) -> str:
+    profile, data = _where(df, method)
+    synthetic = "synthetic" in data or "stand-in" in data
+    return f"Measured at profile `{profile}` on {data}. " + (
+        "These verdicts are about this stand-in and this budget, not about the paper's "
+        "numbers; the paper's margins over other published methods are not tested here "
+        "(those networks are not retrained)."
+        if synthetic
+        else "The paper's margins over other published methods are not tested here "
+        "(those networks are not retrained)."
+    )
+
+
+def _ablation_conclusions(df, per_image, metric, reference) -> str:
+    low = metric in LOWER_IS_BETTER
+    paper = df[(df["source"] == "paper") & (df["metric"] == metric)].drop_duplicates("method")
+    if paper.empty:
+        return f"The paper prints no {metric} for this table."
+    task = paper["task"].iloc[0]
+    reference = reference or paper.loc[paper["value"].idxmax(), "method"]
+    p_ref = float(paper.loc[paper["method"] == reference, "value"].iloc[0])
+    have = set(per_image.loc[per_image["metric"] == metric, "method"])
+    if reference not in have:
+        return f"The full model ('{reference}') has no {metric} here: nothing to compare with."
+    k = 4 if metric in ("SSIM", "LPIPS") else 2
+    rows, verdicts = [], []
+    for _, r in paper.iterrows():
+        if r["method"] == reference or r["method"] not in have:
+            continue
+        gap = float(r["value"]) - p_ref
+        d = stats.difference(per_image, r["method"], reference, metric, [task])
+        f = stats.difference(per_image, r["method"], FLOOR, metric, [task])
+        v = verdict(-1 if gap < 0 else 1, d, low) if gap != 0 else "—"
+        v = seed_checked(v, per_image, r["method"], reference, metric, [task])
+        verdicts.append(v)
+        rows.append(f"| {r['method']} | {gap:+.{k}f} | {_fmt(d, k)} | {v} | {_fmt(f, k)} |")
+    full_f = stats.difference(per_image, reference, FLOOR, metric, [task])
+    lines = [
+        "| row | paper: row − full | this run: row − full [95 % CI] | verdict "
+        "| this run: row − degraded input [95 % CI] |\n|---|---|---|---|---|\n" + "\n".join(rows)
+    ]
+    spread = paper["value"].max() - paper["value"].min()
+    verdicts = [v for v in verdicts if v != "—"]
+    lines.append(
+        f"**Claim: the full model ('{reference}') is the best row** (paper: the other rows "
+        f"{spread:.{k}f}{' dB' if metric == 'PSNR' else ''} or less below it). This run, "
+        f"rows compared with it on the same {full_f.n if full_f else '?'} test images, "
+        f"{_count(verdicts)}."
+        + (
+            " A difference counts as resolved only when it keeps its sign against each of "
+            "the full model's training seeds."
+            if len(set(per_image.loc[per_image["method"] == reference, "seed"])) > 1
+            else ""
+        )
+    )
+    fv = seed_checked(verdict(1, full_f, low), per_image, reference, FLOOR, metric, [task])
+    if fv == SUPPORTS:
+        lines.append(f"The full model beats the degraded input by {_fmt(full_f, k)} {metric}.")
+    else:
+        lines.append(
+            f"The full model is not shown better than the degraded input ({_fmt(full_f, k)}, "
+            f"{fv}): it has barely learned the task, so the order of the rows says little "
+            "about the components."
+        )
+    agree = rank_agreement(df[df["metric"] == metric], metric)
+    if np.isfinite(agree["kendall_tau"]):
+        read = (
+            "no evidence that the two orders agree"
+            if agree["p_value"] > 0.05
+            else ("the orders agree" if agree["kendall_tau"] > 0 else "the orders are reversed")
+        )
+        lines.append(
+            f"Order of the rows: Kendall τ = {agree['kendall_tau']:.2f} over {agree['rows']} "
+            f"rows, permutation p = {agree['p_value']:.2f}: {read}."
+        )
+    lines.append(_seed_sentence(df, reference, task, metric))
+    lines.append(_data_sentence(df, reference))
+    return "\n\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- plot
+
+BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#7f7f7f"
+# Ablation rows that are the full model, or the Restormer-style all-off network, keep that
+# network's colour in every figure.
+SAME_AS = {
+    "MST ✓ | DACP ✓ | special ✓ | shared ✓": "M²IR",
+    "N=4": "M²IR",
+    "K=2": "M²IR",
+    "charb ✓ | balance ✓ | FFT ✓": "M²IR",
+    "λ1=0.01": "M²IR",
+    "λ2=0.1": "M²IR",
+    "MST ✗ | DACP ✗ | special ✗ | shared ✗": "Restormer",
+}
+MIN_SPAN = {"PSNR": 1.0, "SSIM": 0.02, "LPIPS": 0.02, "FID": 5.0}
+
+
+def method_colour(label: str) -> str:
+    """One colour per method in every figure: M²IR (the paper's and ours) blue, Restormer
+    and our Restormer-style network orange, the degraded input grey, any other method a
+    fixed colour derived from its name."""
+    import zlib
+
+    import matplotlib
+
+    label = SAME_AS.get(label, label)
+    if label == FLOOR:
+        return GREY
+    if label.startswith("M²IR"):
+        return BLUE
+    if label.startswith("Restormer"):
+        return ORANGE
+    palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in (0, 2, 14)]
+    return matplotlib.colors.to_hex(palette[zlib.crc32(label.encode()) % len(palette)])
+
+
+def _family_rank(label: str) -> int:
+    """M²IR first, the Restormer family second, the rest after: same order in both panels."""
+    label = SAME_AS.get(label, label)
+    return 0 if label.startswith("M²IR") else 1 if label.startswith("Restormer") else 2
+
+
+def _limits(values, metric) -> tuple[float, float]:
+    """y-limits that hold every value and interval, never narrower than `MIN_SPAN` (so a few
+    hundredths of a dB are not stretched across the panel)."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    lo, hi = float(v.min()), float(v.max())
+    span = max(hi - lo, MIN_SPAN.get(metric, 0.0))
+    mid = (lo + hi) / 2
+    return mid - 0.55 * span, mid + 0.55 * span
 
 
 def plot_paper_vs_ours(
@@ -207,77 +591,106 @@ def plot_paper_vs_ours(
     title: str = "",
     close: bool = False,
 ):
-    """Seaborn bars of the paper's numbers beside ours, one panel per source (own y-scale).
+    """Dot plots of the paper's numbers (left) and ours with 95 % intervals (right).
 
-    Numbers from a stand-in data set are not on the paper's scale, so each source gets its
-    own panel: compare the pattern across tasks or settings, not the height across panels.
+    Numbers from a stand-in data set are not on the paper's scale, so each source has its own
+    panel; each panel's axis holds every dot, interval and the degraded input's level (grey
+    bars, ours only) and spans at least `MIN_SPAN`, so noise is not magnified into a trend.
+    Colours follow `method_colour` in every figure.
 
     Args:
         df: long-format rows.
         metric: which metric to plot.
-        paper_methods: paper methods to show (default: those whose name starts with "M²IR"
-            and, for one-task ablation tables, every row).
+        paper_methods: paper methods to show (default: M²IR and the paper's Restormer, or,
+            for one-column ablation tables, every row).
         path: save the figure there as PNG when given.
         title: figure title (default: the table's title).
         close: close the figure after saving (scripts); notebooks leave it open to show it.
 
     Returns:
-        The seaborn FacetGrid.
+        The matplotlib Figure.
     """
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     d = df[(df["metric"] == metric) & np.isfinite(df["value"])].copy()  # PSNR of a no-op is inf
     if d.empty:
         raise ValueError(f"no {metric} values to plot")
     one_task = d["task"].nunique() == 1 or set(d["task"]) <= {d["task"].iloc[0], AVERAGE}
     if paper_methods is None and not one_task:
-        paper_methods = [
-            m for m in d.loc[d["source"] == "paper", "method"].unique() if m.startswith("M²IR")
-        ]
+        paper_methods = ["M²IR", "Restormer"]
     if paper_methods is not None:
         d = d[(d["source"] == "reproduced") | d["method"].isin(paper_methods)]
-    if one_task:
-        grid = sns.catplot(
-            data=d,
-            x="method",
-            y="value",
-            col="source",
-            kind="point",
-            sharey=False,
-            sharex=False,
-            height=3.2,
-            aspect=1.6,
+    for c in ("ci_low", "ci_high"):
+        d[c] = d[c] if c in d else np.nan
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), squeeze=False)
+    for ax, source in zip(axes[0], ("paper", "reproduced"), strict=True):
+        s = d[d["source"] == source]
+        floor = s[s["method"] == FLOOR]
+        s = s[s["method"] != FLOOR]
+        if one_task:
+            xs = list(dict.fromkeys(d.loc[d["method"] != FLOOR, "method"]))
+            series = [(m, s[s["method"] == m], [i]) for i, m in enumerate(xs)]
+        else:
+            xs = list(dict.fromkeys(d["task"]))
+            methods = sorted(dict.fromkeys(s["method"]), key=_family_rank)
+            width = 0.6 / max(len(methods), 1)
+            series = []
+            for i, m in enumerate(methods):
+                g = s[s["method"] == m]
+                shift = (i - (len(methods) - 1) / 2) * width
+                series.append((m, g, [xs.index(t) + shift for t in g["task"]]))
+        values = list(s["value"]) + list(s["ci_low"]) + list(s["ci_high"]) + list(floor["value"])
+        for m, g, x in series:
+            if g.empty:
+                continue
+            lo = (g["value"] - g["ci_low"]).to_numpy(dtype=float)
+            hi = (g["ci_high"] - g["value"]).to_numpy(dtype=float)
+            err = None if np.isnan(lo).all() else np.nan_to_num(np.vstack([lo, hi]))
+            ax.errorbar(
+                x * len(g) if one_task else x,
+                g["value"],
+                yerr=err,
+                fmt="o",
+                color=method_colour(m),
+                capsize=3,
+                label=None if one_task else m,
+            )
+        for _, f in floor.iterrows():
+            x = range(len(xs)) if one_task else [xs.index(f["task"])]
+            for xi in x:
+                ax.hlines(f["value"], xi - 0.4, xi + 0.4, color=GREY, linestyles="--")
+        if len(floor):
+            ax.plot([], [], "--", color=GREY, label=FLOOR)
+        ax.set_xticks(range(len(xs)), xs, rotation=60 if one_task else 45, ha="right")
+        ax.set_xlim(-0.6, len(xs) - 0.4)
+        if any(np.isfinite(values)):
+            ax.set_ylim(*_limits(values, metric))
+        ax.set_ylabel(metric)
+        ax.set_title(
+            "paper (no intervals published)"
+            if source == "paper"
+            else "this run (95 % interval over test images)"
         )
-        for ax in grid.axes.flat:
-            ax.tick_params(axis="x", rotation=60)
-            for lbl in ax.get_xticklabels():
-                lbl.set_ha("right")
-    else:
-        grid = sns.catplot(
-            data=d,
-            x="task",
-            y="value",
-            hue="method",
-            col="source",
-            kind="bar",
-            sharey=False,
-            height=3.2,
-            aspect=1.6,
-        )
-        for ax in grid.axes.flat:
-            ax.tick_params(axis="x", rotation=45)
-            lo = d.loc[d["source"] == ax.get_title().split("= ")[-1], "value"]
-            if len(lo) and metric != "SSIM":
-                ax.set_ylim(max(0.0, lo.min() * 0.9), lo.max() * 1.03)
-            elif len(lo):
-                ax.set_ylim(max(0.0, lo.min() - 0.05), min(1.0, lo.max() + 0.02))
-    grid.set_axis_labels("", metric)
+        ax.grid(axis="y", alpha=0.3)
     table = d["table"].iloc[0]
-    grid.figure.suptitle(title or f"Table {table}: {spec(table).title}", y=1.02)
+    fig.suptitle(title or f"Table {table}: {spec(table).title}", y=1.02)
+    fig.tight_layout()
+    legend = {}  # one legend under both panels, so no entry hides a dot or the floor
+    for ax in axes[0]:
+        for h, lbl in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lbl, h)
+    if legend:
+        fig.legend(
+            legend.values(),
+            legend.keys(),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(len(legend), 3),
+            fontsize=8,
+        )
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        grid.figure.savefig(path, dpi=110, bbox_inches="tight")
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     if close:
-        plt.close(grid.figure)
-    return grid
+        plt.close(fig)
+    return fig

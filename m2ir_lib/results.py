@@ -1,11 +1,19 @@
 """Result tables in one long format: the paper's numbers (§IV, Tables I–XIII) beside ours.
 
 Every table is a DataFrame with the columns of `COLUMNS`: what was measured
-(`table, method, source, task, metric, value`) and where it came from (`profile, commit,
-seed, device, data, note`). `source` is `paper` for numbers transcribed from the paper
-(`results/paper/*.csv`, checked by tests/test_paper_tables.py) and `reproduced` for ours.
+(`table, method, source, task, metric, value`), how sure it is (`n` test images, the 95 %
+interval `ci_low`..`ci_high` of the mean over them, `n_seeds` training seeds and their
+standard deviation `seed_sd`, and `at_or_below_floor`: the cell is no better than the
+degraded input's, see `with_floor`) and where it came from (`profile, commit, seed, device,
+data, note`). `source` is `paper` for numbers transcribed from the paper (checked by
+tests/test_paper_tables.py; their uncertainty columns stay empty) and `reproduced` for ours.
 A table that could not be reproduced carries a status row (`metric == "status"`, no value,
 the reason in `note`) instead of silently missing rows. Averages are computed here, never typed.
+
+Beside each table, `<stem>_per_image.csv` holds every reproduced number per test image
+(`m2ir_lib.stats.PER_IMAGE_COLUMNS`, long form). It joins the table on (table, method, task,
+metric) with the per-image `seed` one of the cell's comma-separated `seed` list; `run` is the
+training run's cache key.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 COLUMNS = [
@@ -24,6 +33,12 @@ COLUMNS = [
     "task",
     "metric",
     "value",
+    "n",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+    "seed_sd",
+    "at_or_below_floor",
     "profile",
     "commit",
     "seed",
@@ -34,6 +49,9 @@ COLUMNS = [
 PAPER_COLUMNS = ["table", "method", "venue", "group", "task", "metric", "value", "ref"]
 AVERAGE = "Average"
 STATUS = "status"
+FLOOR = "Identity (degraded input)"  # the degraded input scored as a restoration
+UNCERTAINTY = ["n", "ci_low", "ci_high", "n_seeds", "seed_sd"]
+LOWER_IS_BETTER = {"LPIPS", "FID"}
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,8 @@ def paper_table(table: str, root: str | Path | None = None) -> pd.DataFrame:
             "task": raw["task"],
             "metric": raw["metric"],
             "value": raw["value"],
+            **{c: float("nan") for c in UNCERTAINTY},
+            "at_or_below_floor": "",
             "profile": "",
             "commit": "",
             "seed": "",
@@ -154,11 +174,12 @@ def rows(
     values: dict[tuple[str, str], float],
     *,
     profile: str,
-    seed: int,
+    seed: int | str,
     data: str,
     device: str = "cpu",
     note: str = "",
     commit: str | None = None,
+    uncertainty: dict[tuple[str, str], dict] | None = None,
 ) -> pd.DataFrame:
     """Reproduced rows of one method: `values[(task, metric)] = number`.
 
@@ -166,11 +187,15 @@ def rows(
         table: Roman number of the paper table.
         method: our method label, e.g. "M²IR (ours, mini)".
         values: measured numbers keyed by (task, metric).
-        profile, seed, device, data, note: provenance written beside every number.
+        profile, seed, device, data, note: provenance written beside every number (`seed`
+            may list several, "0,1,2", when a cell is a mean over training seeds).
         commit: git commit; looked up when None.
+        uncertainty: per (task, metric), any of `UNCERTAINTY` (n, ci_low, ci_high, n_seeds,
+            seed_sd; `m2ir_lib.stats.cell_stats` computes them); missing ones stay empty.
     """
     spec(table)
     commit = git_commit() if commit is None else commit
+    uncertainty = uncertainty or {}
     return pd.DataFrame(
         [
             dict(
@@ -180,6 +205,11 @@ def rows(
                 task=task,
                 metric=metric,
                 value=float(v),
+                **{
+                    c: float(uncertainty.get((task, metric), {}).get(c, np.nan))
+                    for c in UNCERTAINTY
+                },
+                at_or_below_floor="",
                 profile=profile,
                 commit=commit,
                 seed=str(seed),
@@ -217,6 +247,8 @@ def status_row(
                 task=task,
                 metric=STATUS,
                 value=float("nan"),
+                **{c: float("nan") for c in UNCERTAINTY},
+                at_or_below_floor="",
                 profile=profile,
                 commit=git_commit() if commit is None else commit,
                 seed=str(seed),
@@ -229,14 +261,22 @@ def status_row(
     )
 
 
-def with_average(df: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFrame:
+def with_average(
+    df: pd.DataFrame, tasks: list[str] | None = None, per_image: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Append computed `Average` rows for reproduced methods (the paper's own stay as printed).
 
     Only where the paper prints an average of that metric (or `tasks` is given), and only
     when the method has a value for every task in `tasks` (default: every non-average task
     the paper lists for that metric), so an average over a partial row is never shown as if
     it were the paper's. A paper row whose printed average is missing gets a computed one.
+
+    With `per_image` (the table's per-image rows), a reproduced Average gets its image count,
+    a 95 % interval (stratified bootstrap: images resampled within each column, the mean of
+    column means recomputed; `m2ir_lib.stats.average_stats`) and its seed spread.
     """
+    from m2ir_lib import stats
+
     out = [df[~((df["source"] == "reproduced") & (df["task"] == AVERAGE))]]
     ours = df[(df["source"] == "reproduced") & (df["metric"] != STATUS) & (df["task"] != AVERAGE)]
     paper = df[(df["source"] == "paper") & (df["task"] != AVERAGE)]
@@ -251,7 +291,7 @@ def with_average(df: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFra
             avg["task"], avg["value"] = AVERAGE, float(g["value"].mean())
             avg["note"] = "computed here: the Average cell is missing from the paper's text"
             out.append(avg)
-    for (_, metric), g in ours.groupby(["method", "metric"], sort=False):
+    for (method, metric), g in ours.groupby(["method", "metric"], sort=False):
         if not tasks and metric not in set(printed["metric"]):
             continue  # the paper prints no average of this metric here
         need = tasks or list(dict.fromkeys(paper.loc[paper["metric"] == metric, "task"]))
@@ -260,9 +300,38 @@ def with_average(df: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFra
             continue
         avg = g.iloc[[0]].copy()
         avg["task"], avg["value"] = AVERAGE, float(got[need].mean())
-        avg["note"] = (avg["note"] + "; " if avg["note"].iloc[0] else "") + f"mean of {len(need)}"
+        got_stats = (
+            stats.average_stats(per_image, method, metric, need)
+            if per_image is not None and len(per_image)
+            else None
+        )
+        for c in UNCERTAINTY:
+            avg[c] = got_stats[c] if got_stats else np.nan
+        how = "mean of {}" if got_stats else "mean of {}; no interval (no per-image metrics)"
+        avg["note"] = (avg["note"] + "; " if avg["note"].iloc[0] else "") + how.format(len(need))
         out.append(avg)
     return pd.concat(out, ignore_index=True)[COLUMNS]
+
+
+def with_floor(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill `at_or_below_floor` for reproduced cells: True where the cell is no better than the
+    degraded input's (`FLOOR` row) on the same task and metric at the printed precision
+    (PSNR 0.01, SSIM/LPIPS 0.0001; lower is better for LPIPS and FID), False where it is
+    better, empty where there is no floor to compare with (paper rows, the floor itself)."""
+    out = df.reset_index(drop=True)
+    out["at_or_below_floor"] = ""
+    ours = (out["source"] == "reproduced") & (out["metric"] != STATUS)
+    floor = out[ours & (out["method"] == FLOOR)].drop_duplicates(["task", "metric"])
+    floor = floor.set_index(["task", "metric"])["value"]
+    for i in out.index[ours & (out["method"] != FLOOR)]:
+        key = (out.at[i, "task"], out.at[i, "metric"])
+        v, f = out.at[i, "value"], floor.get(key, np.nan)
+        if np.isnan(v) or np.isnan(f):  # an untouched image makes the floor's PSNR inf
+            continue
+        step = 0.005 if key[1] in ("PSNR", "FID") else 0.00005  # half the printed digit
+        better = (f - v if key[1] in LOWER_IS_BETTER else v - f) > step
+        out.at[i, "at_or_below_floor"] = "False" if better else "True"
+    return out
 
 
 # ---------------------------------------------------------------------------- reading & writing
@@ -291,7 +360,39 @@ def write_results(
         raise ValueError(
             f"reproduced rows carry profiles {sorted(set(ours['profile']))}, not {profile!r}"
         )
-    return write_frame(df[COLUMNS], profile, spec(table).stem, root)
+    out = with_floor(df)[COLUMNS].astype({"n": "Int64", "n_seeds": "Int64"})
+    return write_frame(out, profile, spec(table).stem, root)
+
+
+def write_per_image(
+    per_image: pd.DataFrame, profile: str, table: str, root: str | Path | None = None
+) -> Path:
+    """Write a table's per-image metrics to `results/<profile>/<stem>_per_image.csv` (atomic).
+
+    Args:
+        per_image: long rows with the columns of `m2ir_lib.stats.PER_IMAGE_COLUMNS`.
+        profile, table, root: as for `write_results`.
+    """
+    from m2ir_lib.stats import PER_IMAGE_COLUMNS
+
+    missing = [c for c in PER_IMAGE_COLUMNS if c not in per_image.columns]
+    if missing:
+        raise ValueError(f"per-image rows lack columns {missing}; expected {PER_IMAGE_COLUMNS}")
+    return write_frame(per_image[PER_IMAGE_COLUMNS], profile, f"{spec(table).stem}_per_image", root)
+
+
+def read_per_image(profile: str, table: str, root: str | Path | None = None) -> pd.DataFrame:
+    """Read back `write_per_image`'s file; a clear error when the table was not evaluated."""
+    from m2ir_lib.stats import PER_IMAGE_COLUMNS
+
+    path = results_dir(profile, root) / f"{spec(table).stem}_per_image.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: it is written when Table {table} is scored "
+            "(tables.score_rows); run the table's notebook first"
+        )
+    df = pd.read_csv(path, keep_default_na=False, na_values={"value": [""], "sigma": [""]})
+    return df.astype({"seed": int, "image": str, "dataset": str})[PER_IMAGE_COLUMNS]
 
 
 def new_temp_file(path: str | Path) -> Path:
@@ -340,4 +441,10 @@ def figure_path(profile: str, name: str, root: str | Path | None = None) -> Path
 def read_results(profile: str, table: str, root: str | Path | None = None) -> pd.DataFrame:
     """Read back a table written by `write_results`."""
     path = results_dir(profile, root) / f"{spec(table).stem}.csv"
-    return pd.read_csv(path, keep_default_na=False, na_values={"value": [""]}, dtype={"seed": str})
+    num = {c: [""] for c in ["value", *UNCERTAINTY]}
+    return pd.read_csv(
+        path,
+        keep_default_na=False,
+        na_values=num,
+        dtype={"seed": str, "n": "Int64", "n_seeds": "Int64", "at_or_below_floor": str},
+    )

@@ -6,18 +6,27 @@ names each number after the paper's column. Tables VII–XII: `ABLATIONS` holds 
 (row label, network overrides, training overrides), trained on deraining only with the
 profile's ablation schedule (§IV-C); the full-model row is the same configuration in all six,
 so the run cache trains it once.
+
+Every score is kept per test image (`results.write_per_image`), so each cell carries its
+image count and a 95 % interval (`m2ir_lib.stats`). The headline rows (`HEADLINE`: Table I's
+two networks, Table VII's all-off and full rows) train with several seeds when asked
+(`seeds`); a cell is then the mean over seeds and its `seed_sd` the spread between them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import pandas as pd
 
-from m2ir_lib import results
+from m2ir_lib import results, stats
 from m2ir_lib.config import get_profile
 from m2ir_lib.experiments import BASELINE, IDENTITY, SETTINGS, Data, Run, locate, plan, run_dir
+from m2ir_lib.metrics import NA_WEIGHTS
 
 # ---------------------------------------------------------------------------- Tables I–VI
 
@@ -40,10 +49,60 @@ TABLE_RUNS: dict[str, list[tuple[str, str, dict]]] = {
 }
 # Where each table is evaluated when it is not the training data.
 EVAL_SETTING = {"VI": "csd"}
+# The rows that train with several seeds (`seeds`): None = every row of the table. The
+# full model of Tables VIII–XII is Table VII's full run, so its seeds come from the cache and
+# every ablation row can be compared with the full model's seed spread.
+_FULL = {
+    "VIII": "N=4",
+    "IX": "K=2",
+    "X": "charb ✓ | balance ✓ | FFT ✓",
+    "XI": "λ1=0.01",
+    "XII": "λ2=0.1",
+}
+HEADLINE: dict[str, tuple[str, ...] | None] = {
+    "I": None,
+    "VII": ("MST ✗ | DACP ✗ | special ✗ | shared ✗", "MST ✓ | DACP ✓ | special ✓ | shared ✓"),
+    **{t: (label,) for t, label in _FULL.items()},
+}
+SEED_TAG = " · seed "  # label of a run trained with an extra seed: "<row> · seed 1"
+
+
+def method_of(label: str) -> str:
+    """The table row a run belongs to: its label without the extra-seed tag."""
+    return label.split(SEED_TAG)[0]
+
+
+def rows_of(runs: list[Run]) -> list[str]:
+    """The table rows the runs make, in order (extra seeds of a row count once)."""
+    return list(dict.fromkeys(method_of(r.label) for r in runs))
+
+
+def _seeded(table: str, runs: list[Run], seeds: int) -> list[Run]:
+    """Each headline run of `table` once per training seed (seed, seed+1, ...), right after it;
+    the data stay those of the first seed, so every seed is tested on the same images."""
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds}: need at least one training seed")
+    if table not in HEADLINE or seeds == 1:
+        return runs
+    out = []
+    for r in runs:
+        out.append(r)
+        if HEADLINE[table] is None or r.label in HEADLINE[table]:
+            out += [
+                dataclasses.replace(r, seed=r.seed + k, label=f"{r.label}{SEED_TAG}{r.seed + k}")
+                for k in range(1, seeds)
+            ]
+    return out
 
 
 def table_runs(
-    table: str, profile: str, *, data_root: str = "", seed: int = 0, daclip_checkpoint: str = ""
+    table: str,
+    profile: str,
+    *,
+    data_root: str = "",
+    seed: int = 0,
+    seeds: int = 1,
+    daclip_checkpoint: str = "",
 ) -> list[Run]:
     """The planned runs of Table I–VI (nothing is trained yet).
 
@@ -52,12 +111,14 @@ def table_runs(
         profile: run profile name.
         data_root: real data folder ("" = the profile's default, see `experiments.locate`).
         seed: seed of data, initialisation and training.
+        seeds: training seeds of the `HEADLINE` tables' rows (seed, seed+1, ...); other
+            tables train one.
         daclip_checkpoint: DA-CLIP weights; without them the MLP prior stands in.
     """
     if table not in TABLE_RUNS:
         raise ValueError(f"table {table!r} has no all-in-one runs; known: {list(TABLE_RUNS)}")
     data = {s: locate(s, profile, data_root, seed) for s, _, _ in TABLE_RUNS[table]}
-    return [
+    runs = [
         plan(
             label.format(p=profile),
             profile,
@@ -67,6 +128,22 @@ def table_runs(
             daclip_checkpoint=daclip_checkpoint,
         )
         for s, label, m in TABLE_RUNS[table]
+    ]
+    return _seeded(table, runs, seeds)
+
+
+def training_plan(
+    profile: str, *, data_root: str = "", seed: int = 0, seeds: int = 1, daclip_checkpoint=""
+) -> list[Run]:
+    """What notebook 02 trains: every run of Tables I–VI, and the `HEADLINE` rows of Table VII
+    with all their seeds (so notebooks 03 and 09 find them in the cache)."""
+    kw = dict(seed=seed, seeds=seeds, daclip_checkpoint=daclip_checkpoint)
+    out = [r for t in TABLE_RUNS for r in table_runs(t, profile, data_root=data_root, **kw)]
+    data = locate("derain", profile, data_root, seed)
+    return out + [
+        r
+        for r in ablation_runs("VII", profile, data, **kw)
+        if method_of(r.label) in HEADLINE["VII"]
     ]
 
 
@@ -106,9 +183,15 @@ def summary_values(table: str, summary: pd.DataFrame) -> tuple[dict, list[str]]:
 
 
 def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint: str = ""):
-    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split."""
-    from m2ir_lib.evaluate import evaluate, evaluate_identity
-    from m2ir_lib.runs import load_checkpoint
+    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split.
+
+    The per-image scores are cached beside the checkpoint (`runs/<profile>/identity/` for the
+    degraded input), keyed by the checkpoint file, the manifest, the protocol and the library's
+    source, so a run that several tables score (the full model of Tables VII–XII, each of its
+    seeds) is evaluated once; any change to the code or the data evaluates again.
+    """
+    from m2ir_lib.evaluate import evaluate, evaluate_identity, summarize
+    from m2ir_lib.runs import load_checkpoint, runs_root
 
     s = SETTINGS[data.setting]
     kw = dict(
@@ -116,10 +199,68 @@ def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint:
         tasks=list(s.eval_tasks) if s.eval_tasks else None,
         max_images=get_profile(profile).eval_max_images,
     )
+    folder = Path(ckpt).parent if ckpt is not None else runs_root() / profile / "identity"
+    cache = folder / f"eval-{_eval_key(ckpt, data, s.protocol, kw, daclip_checkpoint)}.csv"
+    if cache.is_file():
+        img = pd.read_csv(
+            cache,
+            dtype={"name": str, "dataset": str},
+            keep_default_na=False,
+            na_values={"sigma": [""]},
+        )
+        img = img.apply(lambda c: pd.to_numeric(c) if c.name in ("psnr", "ssim") else c)
+        if "lpips" in img and not (img["lpips"] == NA_WEIGHTS).any():
+            img["lpips"] = pd.to_numeric(img["lpips"])
+        return img, summarize(img, weather=s.protocol == "weatherbench")
     if ckpt is None:
-        return evaluate_identity(data.manifest, s.protocol, **kw)
-    model, _ = load_checkpoint(ckpt, daclip_checkpoint or None)
-    return evaluate(model, data.manifest, s.protocol, **kw)
+        img, summary = evaluate_identity(data.manifest, s.protocol, **kw)
+    else:
+        model, _ = load_checkpoint(ckpt, daclip_checkpoint or None)
+        img, summary = evaluate(model, data.manifest, s.protocol, **kw)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    img.to_csv(tmp, index=False)
+    os.replace(tmp, cache)
+    return img, summary
+
+
+def _eval_key(ckpt, data: Data, protocol: str, kw: dict, daclip_checkpoint: str) -> str:
+    """What an evaluation depends on: checkpoint file, manifest file, protocol, options, code."""
+    lib = Path(__file__).parent
+    parts = [protocol, json.dumps(kw, default=str, sort_keys=True), daclip_checkpoint]
+    for f in [ckpt, data.manifest]:
+        st = Path(f).stat() if f is not None else None
+        parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}" if st else "identity")
+    h = hashlib.sha256("|".join(parts).encode())
+    for src in sorted(lib.glob("*.py")):
+        h.update(src.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def per_image_rows(table: str, method: str, run: str, seed: int, per_image: pd.DataFrame):
+    """`evaluate`'s per-image frame as long rows (`stats.PER_IMAGE_COLUMNS`), tasks named after
+    the paper's columns; columns the paper's table lacks and metrics without a number (LPIPS
+    without weights) are left out."""
+    wanted = set(results.paper_table(table)["task"])
+    d = per_image.assign(
+        key=[
+            _task_key(table, t, sg, ds)
+            for t, sg, ds in zip(
+                per_image["task"], per_image["sigma"], per_image["dataset"], strict=True
+            )
+        ]
+    )
+    d = d[d["key"].isin(wanted)]
+    metrics = [
+        m for m in ("psnr", "ssim", "lpips") if m in d and pd.api.types.is_numeric_dtype(d[m])
+    ]
+    long = d.melt(
+        id_vars=["key", "dataset", "sigma", "name"], value_vars=metrics, var_name="metric"
+    )
+    long = long.rename(columns={"key": "task", "name": "image"}).assign(
+        table=table, method=method, run=run, seed=int(seed), metric=long["metric"].str.upper()
+    )
+    return long[stats.PER_IMAGE_COLUMNS]
 
 
 def score_rows(
@@ -130,8 +271,14 @@ def score_rows(
     profile: str,
     data: Data | None = None,
     identity: bool = True,
+    write: bool = True,
 ) -> pd.DataFrame:
     """Long rows of every run's scores, plus the identity row, or status rows for what is missing.
+
+    Runs of one row trained with several seeds (labels `<row> · seed k`) make one row: the
+    mean over seeds, with `n_seeds` and `seed_sd`. Every cell gets its image count and 95 %
+    interval from the per-image scores, which are written beside the table
+    (`results.write_per_image`, read back with `results.read_per_image`).
 
     Args:
         table: Roman number of the paper table (fixes the column names).
@@ -139,36 +286,92 @@ def score_rows(
         ckpts: `train_runs`' result.
         profile: run profile name.
         data: the evaluation data (default: each run's own training data).
-        identity: add the degraded input as a reference row.
+        identity: add the degraded input as a reference row (the table's floor).
+        write: write the per-image file.
     """
-    frames = []
+    frames, images = [], []
     seed = runs[0].seed if runs else 0
+    by_method: dict[str, list[Run]] = {}
     for run in runs:
-        test = data or run.data
-        if not test.available or run.label not in ckpts:
-            reason = test.reason or run.data.reason or "not trained"
+        by_method.setdefault(method_of(run.label), []).append(run)
+    for method, group in by_method.items():
+        test = data or group[0].data
+        done = [r for r in group if test.available and r.label in ckpts]
+        if not done:
+            reason = test.reason or group[0].data.reason or "not trained"
             frames.append(
                 results.status_row(
-                    table, run.label, reason, profile=profile, seed=run.seed, data=test.label
+                    table, method, reason, profile=profile, seed=group[0].seed, data=test.label
                 )
             )
             continue
-        _, summary = evaluate_run(ckpts[run.label], test, profile, run.daclip_checkpoint)
-        frames.append(_rows_from(table, run.label, summary, profile, run.seed, test, run.note))
-    test = data or (runs[0].data if runs else None)
-    if identity and test is not None and test.available:
-        _, summary = evaluate_run(None, test, profile)
-        frames.append(_rows_from(table, IDENTITY, summary, profile, seed, test, ""))
+        scored = [
+            (r, *evaluate_run(ckpts[r.label], test, profile, r.daclip_checkpoint)) for r in done
+        ]
+        long = [
+            per_image_rows(table, method, ckpts[r.label].parent.name, r.seed, img)
+            for r, img, _ in scored
+        ]
+        images += long
+        frames.append(
+            _rows_from(table, method, scored, pd.concat(long), profile, test, group[0].note)
+        )
+    # The floor on every test set the rows were scored on (Table V: one per task).
+    tests = [data] if data else list({r.data.setting: r.data for r in runs}.values())
+    tests = [t for t in tests if t.available]
+    if identity and tests:
+        scored = [(runs[0], *evaluate_run(None, t, profile)) for t in tests]
+        long = pd.concat([per_image_rows(table, IDENTITY, "", seed, img) for _, img, _ in scored])
+        images.append(long)
+        label = "; ".join(dict.fromkeys(t.label for t in tests))
+        test = dataclasses.replace(tests[0], label=label)
+        frames.append(_rows_from(table, IDENTITY, scored, long, profile, test, ""))
+    if write:
+        empty = pd.DataFrame(columns=stats.PER_IMAGE_COLUMNS)
+        results.write_per_image(pd.concat([empty, *images], ignore_index=True), profile, table)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=results.COLUMNS)
 
 
-def _rows_from(table, label, summary, profile, seed, data, note):
-    values, missing = summary_values(table, summary)
+def _rows_from(table, label, scored, long, profile, data, note):
+    """One row's cells: per-image metrics reduced by `stats.cell_stats`; set metrics (FID) from
+    the summaries, averaged over seeds; status rows for metrics without a number."""
+    cells = stats.cell_stats(long)
+    values = {(c.task, c.metric): c.value for c in cells.itertuples()}
+    unc = {
+        (c.task, c.metric): {k: getattr(c, k) for k in results.UNCERTAINTY}
+        for c in cells.itertuples()
+    }
+    set_values, missing = {}, []
+    for _, _, summary in scored:
+        v, m = summary_values(table, summary)
+        for key, x in v.items():
+            if key not in values:
+                set_values.setdefault(key, []).append(x)
+        missing += [x for x in m if x not in missing]
+    values.update({k: sum(v) / len(v) for k, v in set_values.items()})
+    seeds = (
+        ",".join(sorted({str(r.seed) for r, _, _ in scored}, key=int))
+        if label != IDENTITY
+        else str(scored[0][0].seed)
+    )
+    if len(scored) > 1 and label != IDENTITY:
+        note = "; ".join(filter(None, [note, f"mean of {len(scored)} training seeds"]))
     out = [
-        results.rows(table, label, values, profile=profile, seed=seed, data=data.label, note=note)
+        results.rows(
+            table,
+            label,
+            values,
+            profile=profile,
+            seed=seeds,
+            data=data.label,
+            note=note,
+            uncertainty=unc,
+        )
     ]
     out += [
-        results.status_row(table, label, m, profile=profile, seed=seed, data=data.label)
+        results.status_row(
+            table, label, m, profile=profile, seed=scored[0][0].seed, data=data.label
+        )
         for m in missing
     ]
     return pd.concat(out, ignore_index=True)
@@ -222,9 +425,16 @@ ABLATIONS: dict[str, list[tuple[str, dict, dict]]] = {
 
 
 def ablation_runs(
-    table: str, profile: str, data: Data, *, seed: int = 0, daclip_checkpoint: str = ""
+    table: str,
+    profile: str,
+    data: Data,
+    *,
+    seed: int = 0,
+    seeds: int = 1,
+    daclip_checkpoint: str = "",
 ) -> list[Run]:
-    """The runs of one ablation table (§IV-C): the paper's rows, derain only, ablation schedule."""
+    """The runs of one ablation table (§IV-C): the paper's rows, derain only, ablation schedule;
+    the `HEADLINE` rows of Table VII with `seeds` training seeds."""
     if table not in ABLATIONS:
         raise ValueError(f"table {table!r} is not an ablation; known: {list(ABLATIONS)}")
     runs = [
@@ -240,7 +450,7 @@ def ablation_runs(
         )
         for label, m, t in ABLATIONS[table]
     ]
-    return _mark_duplicates(runs, profile)
+    return _mark_duplicates(_seeded(table, runs, seeds), profile)
 
 
 def _mark_duplicates(runs: list[Run], profile: str) -> list[Run]:

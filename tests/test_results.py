@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from m2ir_lib import experiments, report, results, tables
+from m2ir_lib import experiments, report, results, stats, tables
 from m2ir_lib.config import get_profile
 
 
@@ -107,6 +107,7 @@ def test_views_margins_and_rank_agreement():
     agree = report.rank_agreement(table)
     assert agree["best_paper"] == agree["best_ours"] == "K=2"
     assert agree["kendall_tau"] == pytest.approx(1.0)  # same order as the paper (38.83 < 38.86)
+    assert agree["p_value"] == pytest.approx(2 / 24)  # exact: 2 of the 4! orders are as extreme
     gap = report.margins(table, "K=2")
     assert gap.loc["K=4", "derain"] == pytest.approx(-2.0)
     with pytest.raises(ValueError, match="no reproduced"):
@@ -199,3 +200,248 @@ def test_torchrun_launcher_trains_one_run_with_ddp(tmp_path, monkeypatch):
     assert meta["world_size"] == 2 and ckpts[run.label].is_file()
     with pytest.raises(ValueError, match="launcher"):
         experiments.train_runs([run], "smoke", launcher="slurm")
+
+
+# ---------------------------------------------------------------------------- uncertainty & floor
+
+
+def _with_floor_rows(values, floor, metric="PSNR"):
+    mine = results.rows(
+        "VI",
+        "M²IR (ours, smoke)",
+        {("desnow", metric): values},
+        profile="smoke",
+        seed=0,
+        data="test",
+        commit="abc",
+    )
+    base = results.rows(
+        "VI",
+        results.FLOOR,
+        {("desnow", metric): floor},
+        profile="smoke",
+        seed=0,
+        data="test",
+        commit="abc",
+    )
+    flagged = results.with_floor(pd.concat([results.paper_table("VI"), mine, base]))
+    return flagged.loc[flagged["method"] == "M²IR (ours, smoke)", "at_or_below_floor"].iloc[0]
+
+
+def test_floor_flag_marks_cells_no_better_than_the_degraded_input():
+    assert _with_floor_rows(20.0, 21.0) == "True"
+    assert _with_floor_rows(21.004, 21.0) == "True"  # equal at the printed 0.01 dB
+    assert _with_floor_rows(21.02, 21.0) == "False"
+    assert _with_floor_rows(21.0, float("inf")) == "True"  # an untouched image: PSNR inf
+    assert _with_floor_rows(0.30, 0.25, "LPIPS") == "True"  # lower is better
+    assert _with_floor_rows(0.20, 0.25, "LPIPS") == "False"
+    paper = results.with_floor(results.paper_table("VI"))
+    assert (paper["at_or_below_floor"] == "").all()
+
+
+def test_uncertainty_columns_round_trip(tmp_path):
+    unc = {("desnow", "PSNR"): dict(n=12, ci_low=18.1, ci_high=18.9, n_seeds=3, seed_sd=0.2)}
+    mine = results.rows(
+        "VI",
+        "M²IR (ours, smoke)",
+        {("desnow", "PSNR"): 18.5},
+        profile="smoke",
+        seed="0,1,2",
+        data="test",
+        commit="abc",
+        uncertainty=unc,
+    )
+    floor = results.rows(
+        "VI",
+        results.FLOOR,
+        {("desnow", "PSNR"): 19.0},
+        profile="smoke",
+        seed=0,
+        data="t",
+        commit="abc",
+    )
+    results.write_results(
+        pd.concat([results.paper_table("VI"), mine, floor]), "smoke", "VI", tmp_path
+    )
+    back = results.read_results("smoke", "VI", root=tmp_path)
+    row = back[back["method"] == "M²IR (ours, smoke)"].iloc[0]
+    assert (row["n"], row["n_seeds"], row["seed"]) == (12, 3, "0,1,2")
+    assert (row["ci_low"], row["ci_high"], row["seed_sd"]) == (18.1, 18.9, 0.2)
+    assert row["at_or_below_floor"] == "True"  # 18.5 < 19.0, flagged when written
+    assert back.loc[back["source"] == "paper", "n"].isna().all()
+
+
+def _per_image_frame():
+    """M²IR beats the floor by ~2 dB on t1 and loses ~1 dB on t2; 4 images each."""
+    rows = []
+    for task, gain in (("dehaze", 2.0), ("derain", -1.0)):
+        for k in range(4):
+            base = 20.0 + 3 * k
+            for method, v in (
+                ("M²IR (ours, smoke)", base + gain + 0.01 * k),
+                (results.FLOOR, base),
+            ):
+                rows.append(("I", method, "r", 0, task, "", float("nan"), f"im{k}", "PSNR", v))
+    return pd.DataFrame(rows, columns=stats.PER_IMAGE_COLUMNS)
+
+
+def test_average_interval_from_per_image_rows_and_per_image_io(tmp_path):
+    per_image = _per_image_frame()
+    path = results.write_per_image(per_image, "smoke", "I", root=tmp_path)
+    assert path.name == "table1_3d_per_image.csv"
+    back = results.read_per_image("smoke", "I", root=tmp_path)
+    assert len(back) == len(per_image) and back["value"].tolist() == per_image["value"].tolist()
+    table = results.with_average(
+        pd.concat([results.paper_table("I")]), tasks=["dehaze", "derain"], per_image=back
+    )
+    assert table[table["source"] == "reproduced"].empty  # nothing reproduced: no average
+    mine = results.rows(
+        "I",
+        "M²IR (ours, smoke)",
+        {("dehaze", "PSNR"): 26.515, ("derain", "PSNR"): 23.515},
+        profile="smoke",
+        seed=0,
+        data="t",
+        commit="x",
+    )
+    avg = results.with_average(mine, tasks=["dehaze", "derain"], per_image=back)
+    avg = avg[avg["task"] == "Average"].iloc[0]
+    assert avg["value"] == pytest.approx(25.015) and avg["n"] == 8
+    assert avg["ci_low"] < 25.015 < avg["ci_high"]
+    with pytest.raises(FileNotFoundError, match="run the table's notebook"):
+        results.read_per_image("smoke", "II", root=tmp_path)
+
+
+def test_per_image_rows_name_the_papers_columns_and_skip_missing_metrics():
+    img = pd.DataFrame(
+        {
+            "task": ["denoise", "derain", "deblur"],
+            "dataset": ["d", "d", "d"],
+            "sigma": [25.0, float("nan"), float("nan")],
+            "name": ["a", "b", "c"],
+            "psnr": [30.0, 31.0, 32.0],
+            "ssim": [0.9, 0.91, 0.92],
+            "lpips": ["n/a (weights unavailable)"] * 3,
+        }
+    )
+    long = tables.per_image_rows("I", "M", "key", 2, img)
+    assert list(long.columns) == stats.PER_IMAGE_COLUMNS
+    assert set(long["task"]) == {"denoise-25", "derain"}  # deblur is no Table I column
+    assert set(long["metric"]) == {"PSNR", "SSIM"} and (long["seed"] == 2).all()
+
+
+def test_headline_rows_train_with_several_seeds_on_the_same_data():
+    data = experiments.Data("derain", None, None, "test", "no data")
+    runs = tables.ablation_runs("VII", "smoke", data, seed=5, seeds=3)
+    labels = [r.label for r in runs]
+    full, off = tables.HEADLINE["VII"][1], tables.HEADLINE["VII"][0]
+    assert [r.seed for r in runs if tables.method_of(r.label) == full] == [5, 6, 7]
+    assert f"{off}{tables.SEED_TAG}6" in labels
+    assert len(runs) == len(tables.ABLATIONS["VII"]) + 4  # two rows, two extra seeds each
+    assert tables.rows_of(runs) == [label for label, _, _ in tables.ABLATIONS["VII"]]
+    assert len(tables.ablation_runs("VIII", "smoke", data, seeds=1)) == 5  # one seed: as before
+    nine = tables.ablation_runs("IX", "smoke", data, seeds=3)  # only the full row is seeded
+    assert [r.label for r in nine][:4] == ["K=1", "K=2", "K=2 · seed 1", "K=2 · seed 2"]
+    assert len(tables.table_runs("II", "smoke", seeds=3)) == 2  # Tables II–VI: one seed
+    with pytest.raises(ValueError, match="at least one"):
+        tables.ablation_runs("VII", "smoke", data, seeds=0)
+
+
+def test_full_rows_of_tables_viii_to_xii_are_table_viis_full_run():
+    """Their seeds come from the run cache only if the configurations are identical."""
+    data = experiments.Data("derain", None, None, "test", "no data")
+    vii = tables.ablation_runs("VII", "mini", data)
+    full = next(r for r in vii if r.label == tables.HEADLINE["VII"][1])
+    for table, (label,) in ((t, tables.HEADLINE[t]) for t in ("VIII", "IX", "X", "XI", "XII")):
+        row = next(r for r in tables.ablation_runs(table, "mini", data) if r.label == label)
+        assert (row.model, row.train) == (full.model, full.train), table
+
+
+def test_conclusions_judge_each_claim_by_its_interval():
+    per_image = _per_image_frame()
+    cells = stats.cell_stats(per_image)
+    mine = [
+        results.rows(
+            "I", m, {(t, "PSNR"): v}, profile="smoke", seed=0, data="mini-synthetic", commit="x"
+        )
+        for m, t, v in zip(cells["method"], cells["task"], cells["value"], strict=True)
+    ]
+    table = pd.concat([results.paper_table("I"), *mine])
+    text = report.conclusions(table, per_image, "M²IR (ours, smoke)").data
+    assert "| dehaze | 4 |" in text and "| derain | 4 |" in text
+    line = next(x for x in text.splitlines() if x.startswith("| dehaze"))
+    assert line.endswith("supports |")  # +2 dB on every image
+    line = next(x for x in text.splitlines() if x.startswith("| derain"))
+    assert line.endswith("contradicts |") and "-0.98 [" in line
+    assert "below the input on derain" in text and "stand-in" in text
+
+
+def test_ablation_conclusions_compare_rows_with_the_full_model():
+    rows = []
+    for k in range(6):
+        for method, v in (
+            ("K=2", 30.0 + k),
+            ("K=1", 29.5 + k),
+            ("K=3", 30.0 + k + 0.01 * (-1) ** k),  # ±0.01 around the full model
+            (results.FLOOR, 25.0 + k),
+        ):
+            rows.append(("IX", method, "r", 0, "derain", "", float("nan"), f"i{k}", "PSNR", v))
+    per_image = pd.DataFrame(rows, columns=stats.PER_IMAGE_COLUMNS)
+    cells = stats.cell_stats(per_image)
+    mine = [
+        results.rows("IX", m, {(t, "PSNR"): v}, profile="smoke", seed=0, data="d", commit="x")
+        for m, t, v in zip(cells["method"], cells["task"], cells["value"], strict=True)
+    ]
+    text = report.conclusions(pd.concat([results.paper_table("IX"), *mine]), per_image).data
+    k1 = next(x for x in text.splitlines() if x.startswith("| K=1"))
+    assert "-0.50 [-0.50, -0.50]" in k1 and "supports" in k1  # paper: K=1 below K=2
+    k3 = next(x for x in text.splitlines() if x.startswith("| K=3"))
+    assert "cannot resolve" in k3
+    assert "beats the degraded input by +5.00" in text
+
+
+def test_plot_axes_hold_the_intervals_and_never_zoom_into_noise():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    unc = lambda v: {("derain", "PSNR"): dict(n=12, ci_low=v - 0.3, ci_high=v + 0.3)}  # noqa: E731
+    mine = [
+        results.rows(
+            "IX",
+            f"K={k}",
+            {("derain", "PSNR"): 30.0 + 0.003 * k},
+            profile="smoke",
+            seed=0,
+            data="d",
+            commit="x",
+            uncertainty=unc(30.0 + 0.003 * k),
+        )
+        for k in (1, 2, 3, 4)
+    ]
+    fig = report.plot_paper_vs_ours(pd.concat([results.paper_table("IX"), *mine]), close=True)
+    lo, hi = fig.axes[1].get_ylim()
+    assert lo < 30.003 - 0.3 and hi > 30.012 + 0.3  # intervals inside the axis
+    assert hi - lo >= report.MIN_SPAN["PSNR"]  # a 0.009 dB spread is not stretched
+    assert report.method_colour("M²IR") == report.method_colour("M²IR (ours, mini)")
+    assert report.method_colour("Restormer") == report.method_colour("Restormer-style (ours, mini)")
+    assert report.method_colour("K=2") == report.method_colour("M²IR")
+
+
+def test_evaluations_are_cached_per_checkpoint_data_and_code(tmp_path, monkeypatch):
+    import m2ir_lib.evaluate
+
+    monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
+    data = experiments.locate("derain", "smoke")
+    first, summary = tables.evaluate_run(None, data, "smoke")
+    assert list(tmp_path.glob("smoke/identity/eval-*.csv"))
+
+    def boom(*a, **k):
+        raise AssertionError("evaluated again instead of reading the cache")
+
+    monkeypatch.setattr(m2ir_lib.evaluate, "evaluate_identity", boom)
+    again, summary2 = tables.evaluate_run(None, data, "smoke")
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), again, check_dtype=False)
+    pd.testing.assert_frame_equal(summary, summary2, check_dtype=False)
+    other = experiments.locate("denoise", "smoke")  # other tasks: another key, evaluated
+    with pytest.raises(AssertionError, match="evaluated again"):
+        tables.evaluate_run(None, other, "smoke")
