@@ -3,7 +3,7 @@
 Every table is a DataFrame with the columns of `COLUMNS`: what was measured
 (`table, method, source, task, metric, value`) and where it came from (`profile, commit,
 seed, device, data, note`). `source` is `paper` for numbers transcribed from the paper
-(`results/paper/*.csv`, checked by tests/test_paper_tables.py) and `reproduced` for ours.
+(`results/reported/*.csv`, checked by tests/test_paper_tables.py) and `reproduced` for ours.
 A table that could not be reproduced carries a status row (`metric == "status"`, no value,
 the reason in `note`) instead of silently missing rows. Averages are computed here, never typed.
 """
@@ -74,9 +74,28 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+# The paper's transcribed numbers live in `results/reported/`; no run may write there.
+REPORTED = "reported"
+
+
+def reported_dir(root: str | Path | None = None) -> Path:
+    """`results/reported/`: the paper's numbers as transcribed (read-only for every run)."""
+    return Path(root or repo_root()) / "results" / REPORTED
+
+
 def results_dir(profile: str, root: str | Path | None = None) -> Path:
     """`results/<profile>/` under the repository root, or under `$M2IR_RESULTS` when set
-    (tests use it to keep their outputs apart); not created."""
+    (tests use it to keep their outputs apart); not created.
+
+    Raises:
+        ValueError: `profile` would name the transcription folder, or is not a plain name.
+    """
+    if not profile or profile != Path(profile).name or profile in (".", ".."):
+        raise ValueError(f"profile {profile!r} is not a plain folder name")
+    if profile == REPORTED:
+        raise ValueError(
+            f"results/{REPORTED}/ holds the paper's transcribed numbers; no run writes there"
+        )
     if root is None and os.environ.get("M2IR_RESULTS"):
         return Path(os.environ["M2IR_RESULTS"]) / profile
     return Path(root or repo_root()) / "results" / profile
