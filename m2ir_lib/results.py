@@ -143,7 +143,7 @@ def paper_table(table: str, root: str | Path | None = None) -> pd.DataFrame:
         table: Roman number, e.g. "I" or "XIII".
         root: repository root; defaults to the one holding this package.
     """
-    path = Path(root or repo_root()) / "results" / "paper" / f"{spec(table).stem}.csv"
+    path = reported_dir(root) / f"{spec(table).stem}.csv"
     raw = pd.read_csv(
         path, dtype={"value": float}, keep_default_na=False, na_values={"value": [""]}
     )
