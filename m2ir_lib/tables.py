@@ -105,8 +105,15 @@ def summary_values(table: str, summary: pd.DataFrame) -> tuple[dict, list[str]]:
     return values, missing
 
 
-def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint: str = ""):
-    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split."""
+def evaluate_run(
+    ckpt: Path | None,
+    data: Data,
+    profile: str,
+    daclip_checkpoint: str = "",
+    inception_weights: str = "",
+):
+    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split;
+    FID (WeatherBench) when `inception_weights` names pytorch-fid's weights file."""
     from m2ir_lib.evaluate import evaluate, evaluate_identity
     from m2ir_lib.runs import load_checkpoint
 
@@ -115,6 +122,7 @@ def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint:
         data_root=data.root,
         tasks=list(s.eval_tasks) if s.eval_tasks else None,
         max_images=get_profile(profile).eval_max_images,
+        inception_weights=inception_weights or None,
     )
     if ckpt is None:
         return evaluate_identity(data.manifest, s.protocol, **kw)
@@ -130,6 +138,7 @@ def score_rows(
     profile: str,
     data: Data | None = None,
     identity: bool = True,
+    inception_weights: str = "",
 ) -> pd.DataFrame:
     """Long rows of every run's scores, plus the identity row, or status rows for what is missing.
 
@@ -140,6 +149,7 @@ def score_rows(
         profile: run profile name.
         data: the evaluation data (default: each run's own training data).
         identity: add the degraded input as a reference row.
+        inception_weights: pytorch-fid's Inception weights (FID of Table IV); "" = no FID.
     """
     frames = []
     seed = runs[0].seed if runs else 0
@@ -153,11 +163,13 @@ def score_rows(
                 )
             )
             continue
-        _, summary = evaluate_run(ckpts[run.label], test, profile, run.daclip_checkpoint)
+        _, summary = evaluate_run(
+            ckpts[run.label], test, profile, run.daclip_checkpoint, inception_weights
+        )
         frames.append(_rows_from(table, run.label, summary, profile, run.seed, test, run.note))
     test = data or (runs[0].data if runs else None)
     if identity and test is not None and test.available:
-        _, summary = evaluate_run(None, test, profile)
+        _, summary = evaluate_run(None, test, profile, inception_weights=inception_weights)
         frames.append(_rows_from(table, IDENTITY, summary, profile, seed, test, ""))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=results.COLUMNS)
 
