@@ -269,10 +269,11 @@ REHEARSAL_ENV = "M2IR_REHEARSAL"
 def get_profile(name: str) -> Profile:
     """The named profile, or a clear error listing the known ones.
 
-    With ``M2IR_REHEARSAL`` set (e.g. ``network=smoke,iters=2,eval_images=1``) the profile
-    keeps its data, planning, schedule, repeats and evaluation, but trains the named preset's
-    network for at most ``iters`` iterations (and scores at most ``eval_images`` images per
-    task); `Profile.override` says so and every table written carries it in its notes.
+    With ``M2IR_REHEARSAL`` set (e.g. ``network=smoke,iters=1,patch=32,eval_images=2``) the
+    profile keeps its data, planning, schedule, global batch, repeats and evaluation, but
+    trains the named preset's network for at most ``iters`` iterations on ``patch``² crops
+    (default: the profile's) and scores at most ``eval_images`` images per task;
+    `Profile.override` says so and every table written carries it in its notes.
     """
     try:
         prof = PROFILES[name]
@@ -284,7 +285,7 @@ def get_profile(name: str) -> Profile:
 
 def rehearsal(prof: Profile, spec: str) -> Profile:
     """`prof` with a smaller network and an iteration cap (`get_profile`, ``M2IR_REHEARSAL``)."""
-    known = {"network", "iters", "eval_images"}
+    known = {"network", "iters", "eval_images", "patch"}
     try:
         kv = dict(item.split("=", 1) for item in spec.split(","))
         bad = sorted(set(kv) - known)
@@ -292,18 +293,22 @@ def rehearsal(prof: Profile, spec: str) -> Profile:
             raise ValueError(f"unknown key(s) {bad} or network {kv.get('network')!r}")
         net, iters = kv.get("network", "smoke"), int(kv.get("iters", 2))
         images = int(kv.get("eval_images", 1))
+        patch = int(kv.get("patch", prof.train.patch))
     except ValueError as err:
         raise ValueError(
-            f"{REHEARSAL_ENV}={spec!r}: expected e.g. 'network=smoke,iters=2,eval_images=1' "
+            f"{REHEARSAL_ENV}={spec!r}: expected e.g. 'network=smoke,iters=1,patch=32,eval_images=2' "
             f"(network one of {sorted(MODEL_PRESETS)}; {err})"
         ) from None
-    note = f"REHEARSAL: {net} network, at most {iters} iterations, {images} image(s) per task"
+    note = (
+        f"REHEARSAL (not a result): {net} network, at most {iters} iteration(s), "
+        f"{patch}² crops, {images} test image(s) per task"
+    )
     return dataclasses.replace(
         prof,
         model=MODEL_PRESETS[net],
         max_iters=iters,
         eval_max_images=images,
         override=note,
-        train=dataclasses.replace(prof.train, num_workers=0),
-        ablation_train=dataclasses.replace(prof.ablation_train, num_workers=0),
+        train=dataclasses.replace(prof.train, num_workers=0, patch=patch),
+        ablation_train=dataclasses.replace(prof.ablation_train, num_workers=0, patch=patch),
     )

@@ -176,12 +176,14 @@ REAL_COMMANDS = {
 
 
 def _locate_real(setting: str, s: Setting, root: Path) -> Data:
-    """Manifest of the real data under `root`, written once to `data/manifests-real/`."""
+    """Manifest of the real data under `root`, written once to `data/manifests-real/`
+    (or `$M2IR_MANIFESTS`, which tests use to keep their caches apart)."""
     from data_prep.prepare import prepare
     from data_prep.scan import BadImageError, CountError, LayoutError
 
     tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]  # one cache per root
-    out = results.repo_root() / "data" / "manifests-real" / tag
+    cache = os.environ.get("M2IR_MANIFESTS") or results.repo_root() / "data" / "manifests-real"
+    out = Path(cache) / tag
     path = out / f"{setting}.csv"
     if not path.is_file():
         frames = []
