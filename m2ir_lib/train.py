@@ -369,6 +369,8 @@ def train(
                 "wall_s_this_session": time.perf_counter() - t0,
                 "threads": torch.get_num_threads(),
             }
+            if device.type == "cuda":  # this rank's peak (benchmarks/reproduction_cost.py)
+                summary["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
             atomic_write_text(json.dumps(summary, indent=2, sort_keys=True), out / "meta.json")
         return final
     finally:
