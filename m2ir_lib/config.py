@@ -296,7 +296,8 @@ def rehearsal(prof: Profile, spec: str) -> Profile:
         patch = int(kv.get("patch", prof.train.patch))
     except ValueError as err:
         raise ValueError(
-            f"{REHEARSAL_ENV}={spec!r}: expected e.g. 'network=smoke,iters=1,patch=32,eval_images=2' "
+            f"{REHEARSAL_ENV}={spec!r}: expected e.g. "
+            "'network=smoke,iters=1,patch=32,eval_images=2' "
             f"(network one of {sorted(MODEL_PRESETS)}; {err})"
         ) from None
     note = (
