@@ -75,7 +75,7 @@ def reproduction_plan(profile: str = "paper") -> pd.DataFrame:
         seen.add(key)
         reps = experiments.SETTINGS[setting].repeats
         tcfg, s = experiments.schedule(
-            profile, setting, published_rows(setting), reps, tcfg, ablation
+            profile, setting, published_rows(setting), reps, tcfg, ablation, cap=False
         )
         out.append(
             dict(table=table, run=label, setting=setting, samples_per_epoch=s.samples_per_epoch,

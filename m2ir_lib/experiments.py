@@ -278,6 +278,7 @@ def schedule(
     repeats: dict[str, int] | None,
     tcfg: TrainConfig,
     ablation: bool = False,
+    cap: bool = True,
 ) -> tuple[TrainConfig, Schedule]:
     """`tcfg` with iterations derived from the profile's budget for `setting`.
 
@@ -292,6 +293,7 @@ def schedule(
         repeats: per-task factors (None = 1 each).
         tcfg: the training config (batch, accumulation, iterations of an iteration budget).
         ablation: the ablation budget (§IV-C).
+        cap: apply a rehearsal's iteration cap (`M2IR_REHEARSAL`); the cost table does not.
     """
     prof = get_profile(profile)
     reps = {t: int((repeats or {}).get(t, 1)) for t in rows}
@@ -307,7 +309,7 @@ def schedule(
         iters, warm, horizon = tcfg.iters, tcfg.warmup_iters, tcfg.cosine_iters
         epochs, budget = iters / per_epoch, f"{iters} iterations (profile {prof.name})"
     planned = iters
-    if prof.max_iters is not None and iters > prof.max_iters:
+    if cap and prof.max_iters is not None and iters > prof.max_iters:
         # keep the schedule's shape (warm-up share) within the cap
         iters = prof.max_iters
         warm, horizon = min(warm, iters - 1), iters + 1

@@ -49,3 +49,9 @@ def test_cost_script_at_smoke_size_feeds_the_table(tmp_path, monkeypatch):
     assert df.loc["I", "GPU-hours"] == pytest.approx(images / run["images_per_s"] / 3600, rel=0.01)
     assert df.loc["I", "2×RTX 4090 hours (extrapolated)"] == "no scaling factor for this GPU"
     assert df.loc["I", "basis"].startswith("measured: ")
+
+
+def test_a_rehearsal_does_not_shrink_the_cost_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("M2IR_REHEARSAL", "network=smoke,iters=1,patch=32")
+    df = cost.reproduction_cost(folder=tmp_path).set_index("table")
+    assert df.loc["I", "iterations"] == 2 * 4451 * 150
