@@ -32,6 +32,11 @@ def _to_hwc(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # (3,H,W) -> (H,W,3)
 
 
+def _group(task, dataset, sigma) -> tuple:
+    """A hashable (task, dataset, sigma) key; NaN sigmas (no noise level) compare equal."""
+    return task, dataset, None if sigma != sigma else float(sigma)
+
+
 def _sigma_value(s):
     if s is None or (isinstance(s, float) and math.isnan(s)) or s == "":
         return np.nan
@@ -68,7 +73,7 @@ def evaluate(
         device: where the model runs.
         progress: show a tqdm bar.
         lpips_weights: AlexNet trunk for LPIPS (default torchvision's cache; never downloaded).
-        inception_weights: torchvision ``inception_v3`` state dict for FID (default: none).
+        inception_weights: pytorch-fid's Inception weights file for FID (default: none).
 
     Returns:
         ``(per_image, summary)``: per_image has columns task, dataset, sigma, name, psnr,
@@ -105,7 +110,7 @@ def evaluate(
             if weather:
                 row["lpips"] = lp(restored, target) if lp is not None else NA_WEIGHTS
                 if inception_weights:
-                    pairs.setdefault(key, []).append((restored, target))
+                    pairs.setdefault(_group(*key), []).append((restored, target))
             rows.append(row)
     if not rows:
         raise ValueError(f"no test images in {manifest} for tasks={tasks}")
@@ -131,7 +136,7 @@ def summarize(
         if weather:
             lp = grp["lpips"]
             row["lpips"] = NA_WEIGHTS if (lp == NA_WEIGHTS).any() else float(lp.mean())
-            got = (pairs or {}).get((task, ds, sigma), [])
+            got = (pairs or {}).get(_group(task, ds, sigma), [])
             row["fid"] = (
                 fid([r for r, _ in got], [t for _, t in got], inception_weights, device)
                 if inception_weights

@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from m2ir_lib import results
-from m2ir_lib.config import DACLIP_EMBED_DIM, M2IRConfig, TrainConfig, get_profile
-from m2ir_lib.data import PAPER_REPEATS
+from m2ir_lib.config import DACLIP_EMBED_DIM, Epochs, M2IRConfig, TrainConfig, get_profile
+from m2ir_lib.data import CDD11_TYPES
 
 DACLIP_NOTE = "DA-CLIP weights unavailable: learnable-MLP prior (paper's Table VII fallback)"
 IDENTITY = results.FLOOR  # the degraded input scored as a restoration
@@ -49,18 +49,33 @@ class Setting:
     train_tasks: tuple[str, ...] | None = None  # None = every task in the manifest
     eval_tasks: tuple[str, ...] | None = None
     protocol: str = "peer"  # m2ir_lib.metrics protocol
+    # Per-task repetition of the real training pairs in one epoch (the peers' data balancing);
+    # a task not listed counts once. The synthetic stand-in is balanced and never repeated.
+    repeats: dict[str, int] | None = None
 
 
+# AdaIR's factors (data.md §1.4): each noise level of BSD400+WED ×3, Rain100L ×120, OTS ×1,
+# GoPro ×5, LOL ×20; MoCE-IR repeats every CDD11 type ×2. WeatherBench: no peer factor, ×1,
+# so its rain pairs are never repeated like Rain100L's.
+_3D_REPEATS = {"denoise": 3, "derain": 120, "dehaze": 1}
+_5D_REPEATS = {**_3D_REPEATS, "deblur": 5, "enhance": 20}
 SETTINGS: dict[str, Setting] = {
-    "3d": Setting("3d", "SOTS/Rain100L/BSD68", ("denoise", "derain", "dehaze")),
-    "5d": Setting("5d", "SOTS/Rain100L/BSD68/GoPro/LOL"),
-    "cdd11": Setting("cdd11", "CDD11"),
-    "weatherbench": Setting("weatherbench", "WeatherBench", protocol="weatherbench"),
+    "3d": Setting(
+        "3d", "SOTS/Rain100L/BSD68", ("denoise", "derain", "dehaze"), None, "peer", _3D_REPEATS
+    ),
+    "5d": Setting("5d", "SOTS/Rain100L/BSD68/GoPro/LOL", repeats=_5D_REPEATS),
+    "cdd11": Setting("cdd11", "CDD11", repeats={t: 2 for t in CDD11_TYPES}),
+    "weatherbench": Setting(
+        "weatherbench",
+        "WeatherBench",
+        protocol="weatherbench",
+        repeats={"dehaze": 1, "derain": 1, "desnow": 1},
+    ),
     "csd": Setting("desnow", "CSD (desnowing, unseen)", eval_tasks=("desnow",)),
     # one-by-one (Table V) and the ablations (Tables VII–XII): single tasks of the 3D data
-    "denoise": Setting("3d", "BSD400+WED / BSD68", ("denoise",), ("denoise",)),
-    "dehaze": Setting("3d", "RESIDE OTS / SOTS", ("dehaze",), ("dehaze",)),
-    "derain": Setting("3d", "Rain100L", ("derain",), ("derain",)),
+    "denoise": Setting("3d", "BSD400+WED / BSD68", ("denoise",), ("denoise",), repeats=_3D_REPEATS),
+    "dehaze": Setting("3d", "RESIDE OTS / SOTS", ("dehaze",), ("dehaze",), repeats=_3D_REPEATS),
+    "derain": Setting("3d", "Rain100L", ("derain",), ("derain",), repeats=_3D_REPEATS),
 }
 
 
@@ -176,18 +191,21 @@ REAL_COMMANDS = {
 
 
 def _locate_real(setting: str, s: Setting, root: Path) -> Data:
-    """Manifest of the real data under `root`, written once to `data/manifests-real/`."""
+    """Manifest of the real data under `root`, written once to `data/manifests-real/`
+    (or `$M2IR_MANIFESTS`, which tests use to keep their caches apart)."""
     from data_prep.prepare import prepare
     from data_prep.scan import BadImageError, CountError, LayoutError
 
     tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]  # one cache per root
-    out = results.repo_root() / "data" / "manifests-real" / tag
+    cache = os.environ.get("M2IR_MANIFESTS") or results.repo_root() / "data" / "manifests-real"
+    out = Path(cache) / tag
     path = out / f"{setting}.csv"
     if not path.is_file():
         frames = []
         for command in REAL_COMMANDS[setting]:
-            try:
-                res = prepare(command, root, out)
+            try:  # M2IR_ALLOW_PARTIAL=1: `data_prep --allow-partial` (reported, never silent)
+                partial = os.environ.get("M2IR_ALLOW_PARTIAL", "") not in ("", "0")
+                res = prepare(command, root, out, allow_partial=partial)
             except (LayoutError, CountError, BadImageError, ValueError) as err:
                 return Data(
                     setting,
@@ -220,6 +238,124 @@ class Run:
     note: str = ""
     tasks: tuple[str, ...] | None = field(default=None)
     repeats: dict[str, int] | None = field(default=None)  # per-task epoch repeats (AdaIR)
+    schedule: Schedule | None = field(default=None)  # how `train` was derived (None: no data)
+
+
+# ---------------------------------------------------------------------------- schedule
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a run's iterations follow from its budget, its data and the global batch (§IV-A).
+
+    `rows` are the training pairs per task (one row per noise level for denoising),
+    `repeats` their factors, `samples_per_epoch = Σ rows × repeats`, and one epoch is
+    `ceil(samples_per_epoch / global_batch)` optimizer steps.
+    """
+
+    setting: str
+    budget: str  # "<n> epochs (<source>)" or "<n> iterations (profile <name>)"
+    rows: dict[str, int]
+    repeats: dict[str, int]
+    samples_per_epoch: int
+    global_batch: int
+    iters_per_epoch: int
+    epochs: float  # trained epochs (derived for an iteration budget)
+    iters: int
+    warmup_iters: int
+    cosine_iters: int
+    planned_iters: int  # before a rehearsal cap
+    override: str = ""
+
+    def describe(self) -> str:
+        """One line printed before training."""
+        mix = ", ".join(f"{t} {n}×{self.repeats.get(t, 1)}" for t, n in self.rows.items())
+        capped = f" (capped from {self.planned_iters}: {self.override})" if self.override else ""
+        return (
+            f"schedule [{self.setting}]: {self.samples_per_epoch} samples/epoch ({mix}) / "
+            f"global batch {self.global_batch} = {self.iters_per_epoch} it/epoch; "
+            f"{self.epochs:g} epochs = {self.iters} iterations{capped}, warm-up "
+            f"{self.warmup_iters}, cosine horizon {self.cosine_iters}; budget: {self.budget}"
+        )
+
+
+def budget_key(setting: str, ablation: bool = False) -> str:
+    """The `Profile.epochs` key of a setting: one-by-one tasks share one, ablations another."""
+    if ablation:
+        return "ablation"
+    return "one-by-one" if setting in ("denoise", "dehaze", "derain") else setting
+
+
+def schedule(
+    profile: str,
+    setting: str,
+    rows: dict[str, int],
+    repeats: dict[str, int] | None,
+    tcfg: TrainConfig,
+    ablation: bool = False,
+    cap: bool = True,
+) -> tuple[TrainConfig, Schedule]:
+    """`tcfg` with iterations derived from the profile's budget for `setting`.
+
+    One code path for both kinds of budget: epochs (`Profile.epochs`, the paper profile) are
+    turned into iterations through the data size, repeats and global batch; iterations
+    (smoke, mini) are kept and their epochs reported.
+
+    Args:
+        profile: profile name.
+        setting: a key of `SETTINGS`.
+        rows: training rows per task (`train_rows`).
+        repeats: per-task factors (None = 1 each).
+        tcfg: the training config (batch, accumulation, iterations of an iteration budget).
+        ablation: the ablation budget (§IV-C).
+        cap: apply a rehearsal's iteration cap (`M2IR_REHEARSAL`); the cost table does not.
+    """
+    prof = get_profile(profile)
+    reps = {t: int((repeats or {}).get(t, 1)) for t in rows}
+    samples = sum(n * reps[t] for t, n in rows.items())
+    if samples <= 0:
+        raise ValueError(f"setting {setting!r}: no training rows to plan a schedule from")
+    per_epoch = -(-samples // tcfg.global_batch)
+    ep: Epochs | None = (prof.epochs or {}).get(budget_key(setting, ablation))
+    if ep is not None:
+        iters, warm, horizon = (round(e * per_epoch) for e in (ep.epochs, ep.warmup, ep.horizon))
+        epochs, budget = ep.epochs, f"{ep.epochs:g} epochs ({ep.source})"
+    else:
+        iters, warm, horizon = tcfg.iters, tcfg.warmup_iters, tcfg.cosine_iters
+        epochs, budget = iters / per_epoch, f"{iters} iterations (profile {prof.name})"
+    planned = iters
+    if cap and prof.max_iters is not None and iters > prof.max_iters:
+        # keep the schedule's shape (warm-up share) within the cap
+        iters = prof.max_iters
+        warm, horizon = min(warm, iters - 1), iters + 1
+    tcfg = dataclasses.replace(tcfg, iters=iters, warmup_iters=warm, cosine_iters=horizon)
+    info = Schedule(
+        setting,
+        budget,
+        dict(rows),
+        reps,
+        samples,
+        tcfg.global_batch,
+        per_epoch,
+        round(epochs, 4),
+        iters,
+        warm,
+        horizon,
+        planned,
+        prof.override if planned != iters else "",
+    )
+    return tcfg, info
+
+
+def train_rows(data: Data, tasks=None) -> dict[str, int]:
+    """Training rows per task of a located data set (its manifest's 'train' split)."""
+    from m2ir_lib.data import read_manifest
+
+    df = read_manifest(data.manifest)
+    df = df[df["split"] == "train"]
+    if tasks:
+        df = df[df["task"].isin(list(tasks))]
+    return {str(t): int(n) for t, n in df.groupby("task", sort=False).size().items()}
 
 
 def plan(
@@ -258,10 +394,18 @@ def plan(
         notes.append(DACLIP_NOTE)
     if not (uses_prior and cfg.prior == "daclip"):
         daclip_checkpoint = ""  # not part of this run's identity
-    tasks = SETTINGS[data.setting].train_tasks
+    setting = SETTINGS[data.setting]
+    tasks = setting.train_tasks
     # Real data is mixed as AdaIR/MoCE-IR do (e.g. Rain100L ×120); the stand-in is balanced.
-    repeats = dict(PAPER_REPEATS) if data.real else None
-    return Run(label, cfg, tcfg, data, seed, daclip_checkpoint, "; ".join(notes), tasks, repeats)
+    repeats = None
+    sched = None
+    if data.available:
+        rows = train_rows(data, tasks)
+        if data.real:
+            repeats = {t: (setting.repeats or {}).get(t, 1) for t in rows}
+        tcfg, sched = schedule(profile, data.setting, rows, repeats, tcfg, ablation)
+    note = "; ".join(notes)
+    return Run(label, cfg, tcfg, data, seed, daclip_checkpoint, note, tasks, repeats, sched)
 
 
 def fresh_model(profile: str, seed: int = 0, daclip_checkpoint: str = ""):
@@ -319,7 +463,8 @@ def train_runs(
             enough to repay starting a process (≥ 100 iterations), else (and on a GPU) 1.
         launcher: "auto" trains under torchrun (DDP, one process per GPU) when several GPUs
             are visible, else in processes here; "local" never uses torchrun; "torchrun"
-            always does (two CPU processes with gloo when there is no GPU).
+            always does (one process per GPU, two CPU processes with gloo when there is no
+            GPU). The global batch is the same either way (`m2ir_lib.train.accumulation`).
 
     Returns:
         {run label: final checkpoint path}; runs with missing data are left out.
@@ -333,9 +478,12 @@ def train_runs(
 
     if launcher not in ("auto", "local", "torchrun"):
         raise ValueError(f"launcher={launcher!r}; expected auto, local or torchrun")
+    for r in todo:
+        if r.schedule is not None and not (run_dir(r, profile) / "final.pt").is_file():
+            print(f"{r.label}: {r.schedule.describe()}", flush=True)
     gpus = torch.cuda.device_count()
     if launcher == "torchrun" or (launcher == "auto" and gpus > 1):
-        return {r.label: _torchrun(r, profile, max(gpus, 2)) for r in todo}
+        return {r.label: _torchrun(r, profile, torchrun_procs(gpus)) for r in todo}
     fresh = {run_dir(r, profile) for r in todo if not (run_dir(r, profile) / "final.pt").is_file()}
     cores = os.cpu_count() or 1
     if jobs <= 0:  # one GPU: runs queue on it; CPU: one process per core for long runs
@@ -345,6 +493,11 @@ def train_runs(
     threads = max(1, cores // jobs) if jobs > 1 else torch.get_num_threads()
     paths = train_many([_spec(r, profile) for r in todo], jobs=jobs, threads=threads)
     return {r.label: p for r, p in zip(todo, paths, strict=True)}
+
+
+def torchrun_procs(gpus: int) -> int:
+    """Processes torchrun starts: one per GPU (one GPU: one), two gloo processes on CPU."""
+    return gpus if gpus > 0 else 2
 
 
 def _torchrun(run: Run, profile: str, procs: int) -> Path:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -194,55 +195,86 @@ class LPIPSMetric:
 # ---------------------------------------------------------------------------------------------
 
 
+# The standard FID network's weights (pytorch-fid's port of TF-Inception, 2015-12-05).
+FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+FID_TOO_FEW = "n/a (FID needs at least two images per set)"
+
+
+def fid_inception(weights: str | os.PathLike, device: str = "cpu"):
+    """pytorch-fid's ``InceptionV3`` (pool3, 2048-d) with weights read from ``weights``.
+
+    The file is the state dict pytorch-fid itself downloads (``FID_WEIGHTS_FILE``); the user
+    gives its path. pytorch-fid's constructor fetches the weights from a URL, so its fetch is
+    pointed at the local file for the duration of the call: nothing downloads.
+
+    Raises:
+        FileNotFoundError: no file at ``weights``.
+        RuntimeError: the file is not a state dict of the FID Inception network.
+    """
+
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"FID Inception weights {path} not found; give the path of {FID_WEIGHTS_FILE} "
+            "(pytorch-fid's weights; README, 'Real data sets')"
+        )
+    return _fid_network(str(path.resolve()), path.stat().st_mtime_ns, str(device))
+
+
+@functools.lru_cache(maxsize=2)
+def _fid_network(path: str, mtime_ns: int, device: str):
+    """One network per weights file and device (one per table, not one per task)."""
+    import torch
+    from pytorch_fid import inception as fid_net
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    fetch = fid_net.load_state_dict_from_url
+    fid_net.load_state_dict_from_url = lambda *a, **k: state
+    try:
+        net = fid_net.InceptionV3([fid_net.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+    finally:
+        fid_net.load_state_dict_from_url = fetch
+    return net.to(device).eval()
+
+
 def fid(
     restored: list[np.ndarray],
     target: list[np.ndarray],
     inception_weights: str | os.PathLike | None,
     device: str = "cpu",
 ) -> float | str:
-    """Fréchet Inception Distance between two image sets, or ``NA_WEIGHTS``.
+    """Fréchet Inception Distance between two image sets, or ``NA_WEIGHTS`` without weights.
 
-    The paper does not say which FID implementation it used (docs/data.md §5). This one uses the
-    pool3 (2048-d) features of torchvision's ``inception_v3`` loaded from ``inception_weights``
-    (a state dict) at 299×299, so values are comparable across our runs but not to pytorch-fid's
-    TF-ported network. With the 200 images per weather type of WeatherBench it is a weak
-    statistic; treat it as secondary.
+    The standard FID network: pytorch-fid's InceptionV3 (the TF-Inception port of the
+    original FID code) at 299×299, its own resizing and [-1, 1] scaling, pool3 features, and
+    pytorch-fid's Fréchet distance. The paper does not name its FID code (docs/data.md §5); this is
+    the usual one. With 200 images per weather type it is a weak statistic: treat it as
+    secondary.
 
     Args:
         restored: list of (H, W, 3) arrays in [0, 1].
         target: list of (H, W, 3) arrays in [0, 1].
-        inception_weights: path to a torchvision ``inception_v3`` state dict, or ``None``.
+        inception_weights: path to pytorch-fid's weights (``FID_WEIGHTS_FILE``), or ``None``.
         device: where to run the network.
     """
-    if not inception_weights or not Path(inception_weights).is_file():
+    if not inception_weights:
         return NA_WEIGHTS
     import torch
-    import torch.nn.functional as F
-    import torchvision
-    from scipy import linalg
+    from pytorch_fid.fid_score import calculate_frechet_distance
 
-    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    net.load_state_dict(torch.load(inception_weights, map_location="cpu", weights_only=True))
-    net.fc = torch.nn.Identity()
-    net = net.to(device).eval()
-    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+    net = fid_inception(inception_weights, device)
+    if len(restored) < 2 or len(target) < 2:
+        return FID_TOO_FEW
 
     def feats(images):
         out = []
         with torch.no_grad():
             for a in images:
                 t = torch.from_numpy(np.clip(a, 0, 1).astype(np.float32)).permute(2, 0, 1)[None]
-                t = F.interpolate(
-                    t.to(device), size=(299, 299), mode="bilinear", align_corners=False
-                )
-                out.append(net((t - mean) / std).double().cpu().numpy())  # (1, 2048)
+                out.append(net(t.to(device))[0].flatten(1).double().cpu().numpy())  # (1, 2048)
         return np.concatenate(out)
 
     f1, f2 = feats(restored), feats(target)
-    if len(f1) < 2 or len(f2) < 2:
-        raise ValueError("FID needs at least two images per set")
     mu1, mu2 = f1.mean(0), f2.mean(0)
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2).real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+    return float(calculate_frechet_distance(mu1, s1, mu2, s2))

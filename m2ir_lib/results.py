@@ -5,8 +5,9 @@ Every table is a DataFrame with the columns of `COLUMNS`: what was measured
 interval `ci_low`..`ci_high` of the mean over them, `n_seeds` training seeds and their
 standard deviation `seed_sd`, and `at_or_below_floor`: the cell is no better than the
 degraded input's, see `with_floor`) and where it came from (`profile, commit, seed, device,
-data, note`). `source` is `paper` for numbers transcribed from the paper (checked by
-tests/test_paper_tables.py; their uncertainty columns stay empty) and `reproduced` for ours.
+data, note`). `source` is `paper` for numbers transcribed from the paper
+(`results/reported/*.csv`, checked by tests/test_paper_tables.py; their uncertainty columns
+stay empty) and `reproduced` for ours.
 A table that could not be reproduced carries a status row (`metric == "status"`, no value,
 the reason in `note`) instead of silently missing rows. Averages are computed here, never typed.
 
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from m2ir_lib.config import get_profile
 
 COLUMNS = [
     "table",
@@ -91,9 +94,28 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+# The paper's transcribed numbers live in `results/reported/`; no run may write there.
+REPORTED = "reported"
+
+
+def reported_dir(root: str | Path | None = None) -> Path:
+    """`results/reported/`: the paper's numbers as transcribed (read-only for every run)."""
+    return Path(root or repo_root()) / "results" / REPORTED
+
+
 def results_dir(profile: str, root: str | Path | None = None) -> Path:
     """`results/<profile>/` under the repository root, or under `$M2IR_RESULTS` when set
-    (tests use it to keep their outputs apart); not created."""
+    (tests use it to keep their outputs apart); not created.
+
+    Raises:
+        ValueError: `profile` would name the transcription folder, or is not a plain name.
+    """
+    if not profile or profile != Path(profile).name or profile in (".", ".."):
+        raise ValueError(f"profile {profile!r} is not a plain folder name")
+    if profile == REPORTED:
+        raise ValueError(
+            f"results/{REPORTED}/ holds the paper's transcribed numbers; no run writes there"
+        )
     if root is None and os.environ.get("M2IR_RESULTS"):
         return Path(os.environ["M2IR_RESULTS"]) / profile
     return Path(root or repo_root()) / "results" / profile
@@ -141,7 +163,7 @@ def paper_table(table: str, root: str | Path | None = None) -> pd.DataFrame:
         table: Roman number, e.g. "I" or "XIII".
         root: repository root; defaults to the one holding this package.
     """
-    path = Path(root or repo_root()) / "results" / "paper" / f"{spec(table).stem}.csv"
+    path = reported_dir(root) / f"{spec(table).stem}.csv"
     raw = pd.read_csv(
         path, dtype={"value": float}, keep_default_na=False, na_values={"value": [""]}
     )
@@ -360,6 +382,11 @@ def write_results(
         raise ValueError(
             f"reproduced rows carry profiles {sorted(set(ours['profile']))}, not {profile!r}"
         )
+    override = get_profile(profile).override  # a rehearsal says so beside every number
+    if override:
+        df = df.copy()
+        mine = (df["source"] == "reproduced") & ~df["note"].astype(str).str.contains(override)
+        df.loc[mine, "note"] = [f"{n}; {override}" if n else override for n in df["note"][mine]]
     out = with_floor(df)[COLUMNS].astype({"n": "Int64", "n_seeds": "Int64"})
     return write_frame(out, profile, spec(table).stem, root)
 

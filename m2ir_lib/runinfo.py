@@ -31,7 +31,8 @@ def describe(runs: list[Run], profile: str) -> pd.DataFrame:
                 "experts": _experts_label(r.model),
                 "top_k": r.model.top_k,
                 "iters": r.train.iters,
-                "batch": r.train.batch_size,
+                "epochs": r.schedule.epochs if r.schedule else None,  # derived or stated
+                "batch": r.train.global_batch,  # per optimizer step, any number of GPUs
                 "patch": r.train.patch,
                 "loss": _loss_label(r.train),
                 "tasks": ",".join(r.tasks or ("all",)),

@@ -182,13 +182,21 @@ def summary_values(table: str, summary: pd.DataFrame) -> tuple[dict, list[str]]:
     return values, missing
 
 
-def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint: str = ""):
-    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split.
+def evaluate_run(
+    ckpt: Path | None,
+    data: Data,
+    profile: str,
+    daclip_checkpoint: str = "",
+    inception_weights: str = "",
+):
+    """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split;
+    FID (WeatherBench) when `inception_weights` names pytorch-fid's weights file.
 
     The per-image scores are cached beside the checkpoint (`runs/<profile>/identity/` for the
     degraded input), keyed by the checkpoint file, the manifest, the protocol and the library's
     source, so a run that several tables score (the full model of Tables VII–XII, each of its
-    seeds) is evaluated once; any change to the code or the data evaluates again.
+    seeds) is evaluated once; any change to the code or the data evaluates again. FID is a
+    statistic of the whole image set, not of one image, so an evaluation with FID is not cached.
     """
     from m2ir_lib.evaluate import evaluate, evaluate_identity, summarize
     from m2ir_lib.runs import load_checkpoint, runs_root
@@ -198,10 +206,11 @@ def evaluate_run(ckpt: Path | None, data: Data, profile: str, daclip_checkpoint:
         data_root=data.root,
         tasks=list(s.eval_tasks) if s.eval_tasks else None,
         max_images=get_profile(profile).eval_max_images,
+        inception_weights=inception_weights or None,
     )
     folder = Path(ckpt).parent if ckpt is not None else runs_root() / profile / "identity"
     cache = folder / f"eval-{_eval_key(ckpt, data, s.protocol, kw, daclip_checkpoint)}.csv"
-    if cache.is_file():
+    if cache.is_file() and not inception_weights:
         img = pd.read_csv(
             cache,
             dtype={"name": str, "dataset": str},
@@ -272,6 +281,7 @@ def score_rows(
     data: Data | None = None,
     identity: bool = True,
     write: bool = True,
+    inception_weights: str = "",
 ) -> pd.DataFrame:
     """Long rows of every run's scores, plus the identity row, or status rows for what is missing.
 
@@ -288,6 +298,7 @@ def score_rows(
         data: the evaluation data (default: each run's own training data).
         identity: add the degraded input as a reference row (the table's floor).
         write: write the per-image file.
+        inception_weights: pytorch-fid's Inception weights (FID of Table IV); "" = no FID.
     """
     frames, images = [], []
     seed = runs[0].seed if runs else 0
@@ -306,7 +317,13 @@ def score_rows(
             )
             continue
         scored = [
-            (r, *evaluate_run(ckpts[r.label], test, profile, r.daclip_checkpoint)) for r in done
+            (
+                r,
+                *evaluate_run(
+                    ckpts[r.label], test, profile, r.daclip_checkpoint, inception_weights
+                ),
+            )
+            for r in done
         ]
         long = [
             per_image_rows(table, method, ckpts[r.label].parent.name, r.seed, img)
@@ -320,7 +337,10 @@ def score_rows(
     tests = [data] if data else list({r.data.setting: r.data for r in runs}.values())
     tests = [t for t in tests if t.available]
     if identity and tests:
-        scored = [(runs[0], *evaluate_run(None, t, profile)) for t in tests]
+        scored = [
+            (runs[0], *evaluate_run(None, t, profile, inception_weights=inception_weights))
+            for t in tests
+        ]
         long = pd.concat([per_image_rows(table, IDENTITY, "", seed, img) for _, img, _ in scored])
         images.append(long)
         label = "; ".join(dict.fromkeys(t.label for t in tests))

@@ -58,7 +58,15 @@ from m2ir_lib.checkpoint import (
 from m2ir_lib.config import M2IRConfig, TrainConfig, get_profile
 from m2ir_lib.losses import total_loss
 
-__all__ = ["StreamSampler", "WarmupCosine", "load_checkpoint", "lr_at", "main", "train"]
+__all__ = [
+    "StreamSampler",
+    "WarmupCosine",
+    "accumulation",
+    "load_checkpoint",
+    "lr_at",
+    "main",
+    "train",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +168,25 @@ def _distributed(device):
     return rank, world, device
 
 
+def accumulation(tc: TrainConfig, world: int) -> int:
+    """Micro-batches per optimizer step on each of ``world`` processes, so that every step
+    sees ``tc.global_batch`` samples however many GPUs train (the peers' 32).
+
+    Raises:
+        ValueError: the global batch is not a multiple of ``world × batch_size``.
+    """
+    per_round = world * tc.batch_size
+    if tc.global_batch % per_round:
+        fits = [b for b in range(tc.batch_size, 0, -1) if tc.global_batch % (world * b) == 0]
+        hint = f"batch_size={fits[0]}" if fits else f"at most {tc.global_batch} processes"
+        raise ValueError(
+            f"global batch {tc.global_batch} (batch_size {tc.batch_size} × grad_accum "
+            f"{tc.grad_accum}) is not divisible by {world} process(es) × batch_size "
+            f"{tc.batch_size}; use {hint} (same global batch) or another process count"
+        )
+    return tc.global_batch // per_round
+
+
 def _all_ranks(flag: bool, world: int, device) -> bool:
     """True when ``flag`` holds on every rank (one all-reduce)."""
     if world == 1:
@@ -239,11 +266,19 @@ def train(
     rank, world, device = _distributed(device)
     lock = None
     try:
+        accum = accumulation(tc, world)
         meta = run_meta(
             model_cfg, tc, manifest, data_root, seed, profile, tasks, repeats, daclip_checkpoint
         )
         lock = lock_run_folder(out, lock_timeout) if rank == 0 else None
-        meta.update(world_size=world, device=str(device))
+        use_amp = tc.amp and device.type == "cuda"  # bf16 autocast on GPU only
+        meta.update(
+            world_size=world,
+            device=str(device),
+            global_batch=tc.global_batch,
+            accumulation=accum,
+            precision="bf16 autocast" if use_amp else "fp32",
+        )
         final, last = out / "final.pt", out / "last.pt"
         ckpt_path, ckpt = resume_point(out) if resume else (None, None)
         if ckpt is not None:
@@ -276,15 +311,12 @@ def train(
             net = DDP(model, device_ids=ids, find_unused_parameters=unused)
 
         data = make_train_dataset(manifest, data_root, tc.patch, tasks, repeats, cache_images)
-        sampler = StreamSampler(
-            len(data), seed, rank, world, tc.batch_size, tc.grad_accum, start, tc.iters
-        )
+        sampler = StreamSampler(len(data), seed, rank, world, tc.batch_size, accum, start, tc.iters)
         pin = device.type == "cuda"
         loader = DataLoader(
             data, tc.batch_size, sampler=sampler, num_workers=tc.num_workers, pin_memory=pin
         )
         batches = iter(loader)
-        use_amp = tc.amp and device.type == "cuda"  # bf16 autocast on GPU only
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
         loss_kw = {k: getattr(tc, k) for k in ("lambda1", "lambda2", "charbonnier")}
         loss_kw.update(use_balance=tc.use_balance, use_fft=tc.use_fft)
@@ -302,6 +334,14 @@ def train(
 
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
+            if progress:
+                print(
+                    f"train {profile}: {tc.iters} optimizer steps of global batch "
+                    f"{tc.global_batch} = {world} process(es) × {tc.batch_size} × accumulation "
+                    f"{accum}; {len(data)} samples per epoch; warm-up {tc.warmup_iters}, "
+                    f"cosine horizon {tc.cosine_iters}; {meta['precision']}",
+                    flush=True,
+                )
         log = CSVLog(out / "log.csv", start) if rank == 0 else None
         show = progress and rank == 0
         bar = tqdm(range(start, tc.iters), initial=start, total=tc.iters, disable=not show)
@@ -309,11 +349,11 @@ def train(
         net.train()
         t0 = time.perf_counter()
         for it in bar:
-            for micro in range(tc.grad_accum):
+            for micro in range(accum):
                 batch = next(batches)
                 x = batch["degraded"].to(device, non_blocking=True)  # (B, 3, p, p)
                 y = batch["clean"].to(device, non_blocking=True)
-                last_micro = micro == tc.grad_accum - 1
+                last_micro = micro == accum - 1
                 sync = contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()
                 with sync:
                     with amp:
@@ -325,7 +365,7 @@ def train(
                             f"non-finite loss ({loss.item()}) at iteration {it + 1} of "
                             f"{tc.iters}; run stopped, last good checkpoint: {good}"
                         )
-                    (loss / tc.grad_accum).backward()
+                    (loss / accum).backward()
             lr = opt.param_groups[0]["lr"]
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -359,6 +399,8 @@ def train(
                 "wall_s_this_session": time.perf_counter() - t0,
                 "threads": torch.get_num_threads(),
             }
+            if device.type == "cuda":  # this rank's peak (benchmarks/reproduction_cost.py)
+                summary["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
             atomic_write_text(json.dumps(summary, indent=2, sort_keys=True), out / "meta.json")
         return final
     finally:
@@ -374,7 +416,11 @@ def train(
 
 
 def main(argv=None) -> int:
-    """``python -m m2ir_lib.train`` (also under torchrun)."""
+    """``python -m m2ir_lib.train`` (also under torchrun): plans the run with
+    `m2ir_lib.experiments.plan`, as the notebooks do (repeats, schedule), prints the plan,
+    then trains."""
+    from m2ir_lib import experiments
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", default="mini", help="smoke | mini | paper")
     p.add_argument("--manifest", required=True, help="data manifest CSV")
@@ -383,12 +429,19 @@ def main(argv=None) -> int:
         default=os.environ.get("M2IR_DATA"),
         help="root of the manifest's paths (default $M2IR_DATA)",
     )
+    p.add_argument(
+        "--setting",
+        default=None,
+        help="training setting: 3d | 5d | cdd11 | weatherbench | denoise | dehaze | derain "
+        "(fixes tasks, repeats and epochs; default: the manifest's name, e.g. 3d.csv -> 3d)",
+    )
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--daclip", default=None, help="daclip_ViT-B-32.pt for prior='daclip'")
     p.add_argument("--ablation", action="store_true", help="use the profile's ablation budget")
-    p.add_argument("--iters", type=int, default=None, help="override the profile's iterations")
+    p.add_argument("--iters", type=int, default=None, help="override the planned iterations")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on GPU (default fp32)")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--tasks", nargs="*", default=None)
     p.add_argument(
@@ -401,13 +454,31 @@ def main(argv=None) -> int:
         p.error(f"--iters {a.iters}: give at least 1")
     if a.seed < 0:
         p.error(f"--seed {a.seed}: give an integer >= 0")
+    setting = a.setting or Path(a.manifest).stem.removeprefix("mini_")
+    if setting not in experiments.SETTINGS:
+        p.error(f"give --setting (one of {sorted(experiments.SETTINGS)}); {setting!r} is none")
     prof = get_profile(a.profile)
-    tcfg = prof.ablation_train if a.ablation else prof.train
+    data = experiments.Data(
+        setting, Path(a.manifest), Path(a.data_root), a.manifest, real=prof.data == "real"
+    )
+    train_kw = {"amp": True} if a.bf16 else {}
+    run = experiments.plan(
+        "cli",
+        a.profile,
+        data,
+        train=train_kw,
+        ablation=a.ablation,
+        seed=a.seed,
+        daclip_checkpoint=a.daclip or "",
+    )
+    tcfg, tasks = run.train, (tuple(a.tasks) if a.tasks else run.tasks)
     if a.iters is not None:
         tcfg = dataclasses.replace(tcfg, iters=a.iters)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(run.schedule.describe() if run.schedule else "no schedule", flush=True)
     try:
         path = train(
-            prof.model,
+            run.model,
             tcfg,
             a.manifest,
             a.data_root,
@@ -416,8 +487,9 @@ def main(argv=None) -> int:
             profile=a.profile,
             device=a.device,
             resume=not a.no_resume,
-            daclip_checkpoint=a.daclip,
-            tasks=a.tasks,
+            daclip_checkpoint=run.daclip_checkpoint or None,
+            tasks=list(tasks) if tasks else None,
+            repeats=run.repeats,
             lock_timeout=-1 if a.wait else 0,
         )
     except (RunFolderBusy, CheckpointError, ValueError, FileNotFoundError) as err:

@@ -55,3 +55,14 @@ def test_two_process_gloo_ranks_agree(smoke_data, tmp_path):
     log = pd.read_csv(tmp_path / "log.csv")
     assert list(log["step"]) == [1, 2, 3, 4]  # rank 0 alone writes the log
     assert "Traceback" not in done.stderr
+    # Issue 9, defect 2: one process trains on the same global batch and schedule.
+    one = tmp_path / "one"
+    cmd1 = [sys.executable, "-m", "m2ir_lib.train"] + cmd[cmd.index("m2ir_lib.train") + 1 :]
+    cmd1[cmd1.index("--out") + 1] = str(one)
+    done1 = subprocess.run(cmd1, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done1.returncode == 0, done1.stderr[-3000:]
+    meta1 = read_checkpoint(one / "final.pt")["meta"]
+    assert meta1["world_size"] == 1 and meta1["global_batch"] == meta["global_batch"] == 2
+    assert (meta1["accumulation"], meta["accumulation"]) == (2, 1)
+    assert list(pd.read_csv(one / "log.csv")["lr"]) == list(log["lr"])
+    assert "global batch 2 = 2 process(es) × 1 × accumulation 1" in done.stdout

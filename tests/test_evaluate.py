@@ -2,9 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from m2ir_lib import metrics
 from m2ir_lib.config import PROFILES
 from m2ir_lib.evaluate import baseline_config, evaluate, evaluate_identity
 from m2ir_lib.metrics import NA_WEIGHTS
@@ -67,3 +69,55 @@ def test_bad_protocol_and_empty_selection(smoke_data):
         evaluate_identity(manifest, "basicsr", data_root=root)
     with pytest.raises(ValueError, match="no 'test' rows"):
         evaluate_identity(manifest, data_root=root, tasks=["desnow"])
+
+
+def _random_fid_weights(path):
+    """A random-weight file in the format of pytorch-fid's weights (its FID Inception)."""
+    from pytorch_fid import inception as fn
+
+    torch.manual_seed(0)
+    net = fn._inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    blocks = dict(
+        Mixed_5b=fn.FIDInceptionA(192, pool_features=32),
+        Mixed_5c=fn.FIDInceptionA(256, pool_features=64),
+        Mixed_5d=fn.FIDInceptionA(288, pool_features=64),
+        Mixed_6b=fn.FIDInceptionC(768, channels_7x7=128),
+        Mixed_6c=fn.FIDInceptionC(768, channels_7x7=160),
+        Mixed_6d=fn.FIDInceptionC(768, channels_7x7=160),
+        Mixed_6e=fn.FIDInceptionC(768, channels_7x7=192),
+        Mixed_7b=fn.FIDInceptionE_1(1280),
+        Mixed_7c=fn.FIDInceptionE_2(2048),
+    )
+    for name, block in blocks.items():
+        setattr(net, name, block)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_table_iv_computes_fid_from_a_user_given_weights_file(monkeypatch, tmp_path):
+    """Issue 9, defect 5: FID reaches Table IV's rows through tables.score_rows."""
+    import socket
+
+    from m2ir_lib import tables
+    from m2ir_lib.experiments import Data
+
+    def no_network(*a, **k):
+        raise AssertionError("FID tried to reach the network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights to fall back on
+    weights = _random_fid_weights(tmp_path / "fid_random.pth")
+    from data_prep.mini import build_mini
+
+    root = tmp_path / "mini"
+    manifest = build_mini(root, seed=0, size="smoke")["mini_weatherbench"]
+    data = Data("weatherbench", manifest, root, "smoke stand-in")
+    rows = tables.score_rows("IV", [], {}, profile="smoke", data=data, inception_weights=weights)
+    fid = rows[rows["metric"] == "FID"]
+    assert set(fid["task"]) == {"dehaze", "derain", "desnow"}
+    assert fid["value"].map(math.isfinite).all() and (fid["value"] >= 0).all()
+    none = tables.score_rows("IV", [], {}, profile="smoke", data=data)
+    assert (none["metric"] == "FID").sum() == 0  # without weights: a status row says why
+    assert none["note"].str.contains("FID").any()
+    with pytest.raises(FileNotFoundError, match="pt_inception"):
+        metrics.fid([np.zeros((8, 8, 3))] * 2, [np.ones((8, 8, 3))] * 2, tmp_path / "nope.pth")

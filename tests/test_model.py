@@ -16,7 +16,7 @@ from m2ir_lib.losses import total_loss
 from m2ir_lib.model import M2IR, LearnablePrior, ZeroPrior, build_model
 
 SMOKE = MODEL_PRESETS["smoke"]
-PAPER_CSV = Path(__file__).resolve().parents[1] / "results/paper/table13_efficiency.csv"
+PAPER_CSV = Path(__file__).resolve().parents[1] / "results/reported/table13_efficiency.csv"
 
 
 @pytest.fixture(autouse=True)

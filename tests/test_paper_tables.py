@@ -1,4 +1,4 @@
-"""The paper's numbers (results/paper/*.csv, Tables I–XIII) agree with themselves and the text.
+"""The paper's numbers (results/reported/*.csv, Tables I–XIII) agree with themselves and the text.
 
 Each "Average" the paper prints must equal the mean of its row within one unit of the last
 printed digit (the paper averages unrounded numbers, so rounding moves it by at most that).
@@ -278,5 +278,5 @@ def test_paper_table_rejects_unknown_table():
 
 def test_paper_csvs_have_the_transcription_columns():
     for s in results.TABLES.values():
-        raw = pd.read_csv(results.repo_root() / "results" / "paper" / f"{s.stem}.csv")
+        raw = pd.read_csv(results.reported_dir() / f"{s.stem}.csv")
         assert list(raw.columns) == results.PAPER_COLUMNS, s.stem

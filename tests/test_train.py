@@ -16,6 +16,7 @@ from m2ir_lib.train import StreamSampler, lr_at, train
 SMOKE = PROFILES["smoke"]
 # 4 steps, a checkpoint after step 2: the kill/resume tests stop during step 3.
 TCFG = dataclasses.replace(SMOKE.train, iters=4, ckpt_every=2, num_workers=0)
+STEP3 = 2 * TCFG.grad_accum + 1  # the first loss evaluation of step 3 (one per micro-batch)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_stream_is_disjoint_across_ranks_and_resumable():
 
 
 def test_checkpoint_contents_and_log(smoke_data, tmp_path, monkeypatch):
-    _fail_on_call(monkeypatch, 3, KeyboardInterrupt())  # killed during step 3
+    _fail_on_call(monkeypatch, STEP3, KeyboardInterrupt())  # killed during step 3
     with pytest.raises(KeyboardInterrupt):
         _run(smoke_data, tmp_path)
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock")  # the folder's lock
@@ -112,7 +113,7 @@ def test_checkpoint_contents_and_log(smoke_data, tmp_path, monkeypatch):
 
 def test_resume_is_exact(smoke_data, tmp_path, monkeypatch):
     straight = ckp.read_checkpoint(_run(smoke_data, tmp_path / "straight"))["model"]
-    _fail_on_call(monkeypatch, 3, KeyboardInterrupt())
+    _fail_on_call(monkeypatch, STEP3, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         _run(smoke_data, tmp_path / "killed")
     monkeypatch.undo()
@@ -137,7 +138,7 @@ def _init_state():
 
 
 def test_nan_loss_stops_with_iteration_and_keeps_checkpoint(smoke_data, tmp_path, monkeypatch):
-    _fail_on_call(monkeypatch, 3)  # the loss of step 3 is NaN
+    _fail_on_call(monkeypatch, STEP3)  # the loss of step 3 is NaN
     with pytest.raises(FloatingPointError, match=r"iteration 3 of 4.*last\.pt"):
         _run(smoke_data, tmp_path)
     assert not (tmp_path / "final.pt").exists()
