@@ -54,7 +54,7 @@ class Setting:
     repeats: dict[str, int] | None = None
 
 
-# AdaIR's factors (data.md §1.4): each noise level of BSD400+WED ×3, Rain100L ×120, OTS ×1,
+# AdaIR's factors (docs/data.md §3): each noise level of BSD400+WED ×3, Rain100L ×120, OTS ×1,
 # GoPro ×5, LOL ×20; MoCE-IR repeats every CDD11 type ×2. WeatherBench: no peer factor, ×1,
 # so its rain pairs are never repeated like Rain100L's.
 _3D_REPEATS = {"denoise": 3, "derain": 120, "dehaze": 1}

@@ -12,7 +12,7 @@ from m2ir_lib import experiments
 from m2ir_lib.config import PAPER_EPOCHS, PROFILES
 from m2ir_lib.train import StreamSampler, accumulation
 
-# Published training rows (one per noise level for BSD400+WED): data.md §1.3/1.4.
+# Published training rows (one per noise level for BSD400+WED): docs/data.md §2–3.
 PUBLISHED_3D = {"denoise": 5144 * 3, "derain": 200, "dehaze": 72135}
 
 
