@@ -54,6 +54,24 @@ def test_adec_gates_reads_alpha_and_beta():
     assert adec.adec_gates(base).empty
 
 
+def test_branch_share_is_zero_when_closed_and_positive_when_open():
+    images = [torch.rand(3, 32, 32), torch.rand(1, 3, 40, 24)]
+    closed = adec.branch_share(M2IR(SMOKE), images)
+    assert list(closed["position"]) == ["latent", "dec3", "dec2"] and (closed["share"] == 0).all()
+    model = M2IR(dataclasses.replace(SMOKE, adec_alpha_init=1.0))
+    opened = adec.branch_share(model, images)
+    assert (opened["share"] > 0).all()
+    doubled = dataclasses.replace(SMOKE, adec_alpha_init=2.0)
+    torch.manual_seed(0)
+    a = adec.branch_share(M2IR(dataclasses.replace(SMOKE, adec_alpha_init=1.0)), images)
+    torch.manual_seed(0)
+    b = adec.branch_share(M2IR(doubled), images)
+    # the first ADEC sees the same X̂ in both (later ones see the first one's output)
+    assert b.loc[0, "share"] == pytest.approx(2 * a.loc[0, "share"], rel=1e-5)
+    with pytest.raises(ValueError, match="no images"):
+        adec.branch_share(model, [])
+
+
 def test_adec_off_restores_alpha_even_on_error():
     model = M2IR(dataclasses.replace(SMOKE, adec_alpha_init=0.25))
     with pytest.raises(RuntimeError), adec.adec_off(model):
