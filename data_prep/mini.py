@@ -8,7 +8,9 @@ are the photographs shipped inside scikit-image, scikit-learn and matplotlib
 Split by photograph (the two stereo views of the motorcycle stay together in train; the
 grayscale photos, replicated to RGB, are train only). Every image is scaled to a long side of
 256 px (``mini``) or 64 px (``smoke``) and centre-cropped to a multiple of 16; in ``mini`` each
-train photo is also cut into 2×2 tiles at a 512-px long side, for more training content.
+train photo is also cut into 2×2 tiles at a 512-px long side, for more training content, and
+each test photo is used as its 2×2 tiles at 512 px only (16 test images per task from 4
+photographs; the ``source`` column names the photograph of each tile).
 
 Output under ``<out>``: ``clean/``, one folder of degraded images per task, and
 ``manifests/`` (paths relative to ``<out>``, which is the data root):
@@ -127,6 +129,10 @@ class Size:
     tile_side: int | None  # train photos also at this long side, in 2×2 tiles
     train: tuple[str, ...]
     test: tuple[str, ...]
+    # Test photos as their 2×2 tiles at tile_side instead of one image at side: 4× the test
+    # images (16 per task at mini) from the same 4 photographs, so per-image intervals mean
+    # something; tiles of one photo stay together in `source` for clustered statistics.
+    test_tiles: bool = False
 
 
 SIZES = {
@@ -147,6 +153,7 @@ SIZES = {
             "gravel",
         ),
         ("chelsea", "coffee", "flower", "grace_hopper"),
+        test_tiles=True,
     ),
     "smoke": Size(
         64,
@@ -212,11 +219,13 @@ def _fit(img: np.ndarray, depth, side: int):
 
 
 def _versions(photo: Photo, size: Size, split: str):
-    """(name, uint8 image, depth or None) of the full photo and, for train in mini, 4 tiles."""
+    """(name, uint8 image, depth or None) of the full photo and, for train in mini, 4 tiles;
+    for test with `Size.test_tiles`, the 4 tiles only."""
     img = load_image(photo_path(photo))  # grayscale photos come back replicated to RGB
     depth = _depth(photo, img.shape)
-    out = [(photo.name, *_fit(img, depth, size.side))]
-    if size.tile_side and split == "train":
+    test_tiles = split == "test" and size.test_tiles
+    out = [] if test_tiles else [(photo.name, *_fit(img, depth, size.side))]
+    if size.tile_side and (split == "train" or test_tiles):
         big, bdepth = _fit(img, depth, size.tile_side)
         th, tw = (big.shape[0] // 2) // 16 * 16, (big.shape[1] // 2) // 16 * 16
         y0, x0 = (big.shape[0] - 2 * th) // 2, (big.shape[1] - 2 * tw) // 2

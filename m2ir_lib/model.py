@@ -268,7 +268,9 @@ class ADEC(nn.Module):
         self.w_d = nn.Sequential(dwconv3x3(dim), conv1x1(dim, dim))  # W'_d, depthwise-separable
         self.mst = make_blocks(cfg, dim, heads, 1)
         self.ca = CrossAttention(dim, cfg.ca_heads)
-        self.alpha, self.beta = (nn.Parameter(torch.full((1, dim, 1, 1), v)) for v in (0.0, 1.0))
+        self.alpha, self.beta = (
+            nn.Parameter(torch.full((1, dim, 1, 1), v)) for v in (cfg.adec_alpha_init, 1.0)
+        )
 
     def forward(self, x_hat, prior=None):  # (B, C, h, w), (B, 512+T)
         p = self.dacp(prior, x_hat) if self.dacp is not None else None  # eq. (3)

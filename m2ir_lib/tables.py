@@ -25,7 +25,17 @@ import pandas as pd
 
 from m2ir_lib import results, stats
 from m2ir_lib.config import get_profile
-from m2ir_lib.experiments import BASELINE, IDENTITY, SETTINGS, Data, Run, locate, plan, run_dir
+from m2ir_lib.experiments import (
+    BASELINE,
+    IDENTITY,
+    SETTINGS,
+    Data,
+    Run,
+    locate,
+    plan,
+    restormer_baseline,
+    run_dir,
+)
 from m2ir_lib.metrics import NA_WEIGHTS
 
 # ---------------------------------------------------------------------------- Tables I–VI
@@ -123,7 +133,7 @@ def table_runs(
             label.format(p=profile),
             profile,
             data[s],
-            model=m,
+            model=restormer_baseline(profile) if m is BASELINE else m,  # sized per profile
             seed=seed,
             daclip_checkpoint=daclip_checkpoint,
         )
@@ -530,7 +540,10 @@ def efficiency_rows(
     cfg = get_profile(profile).model
     models = {
         f"M²IR (ours, {profile} config, w/o DA-CLIP)": (cfg, "none"),
-        f"Restormer-style (ours, {profile} config)": (efficiency.baseline_config(cfg), "none"),
+        f"Restormer-style (ours, {profile} config)": (
+            dataclasses.replace(efficiency.baseline_config(cfg), **get_profile(profile).baseline),
+            "none",
+        ),
     }
     measured = efficiency.efficiency_table(models, PAPER_SIZE, device, repeats=repeats)
     for _, m in measured.iterrows():

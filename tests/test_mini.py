@@ -114,7 +114,11 @@ def test_datasets_read_the_mini_manifests(smoke):
 def test_full_mini_build(tmp_path):
     paths = mini.build(tmp_path / "mini", seed=0)
     df = read_manifest(paths["mini_3d"])
-    assert len(df[(df.split == "test") & (df.task == "derain")]) == 4
+    test = df[(df.split == "test") & (df.task == "derain")]
+    assert len(test) == 16 and test["source"].nunique() == 4  # 2×2 tiles of 4 photographs
+    for m in ("mini_5d", "mini_cdd11", "mini_weatherbench", "mini_desnow"):
+        counts = read_manifest(paths[m]).query("split == 'test'").groupby("task").size()
+        assert (counts >= 12).all(), (m, counts.to_dict())
     assert len(df[(df.split == "train") & (df.task == "derain")]) == 55  # 11 photos × 5
 
 
