@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -347,8 +348,9 @@ def score_rows(
     tests = [data] if data else list({r.data.setting: r.data for r in runs}.values())
     tests = [t for t in tests if t.available]
     if identity and tests:
+        floor_run = SimpleNamespace(seed=seed)  # the floor has no run; it keeps the data seed
         scored = [
-            (runs[0], *evaluate_run(None, t, profile, inception_weights=inception_weights))
+            (floor_run, *evaluate_run(None, t, profile, inception_weights=inception_weights))
             for t in tests
         ]
         long = pd.concat([per_image_rows(table, IDENTITY, "", seed, img) for _, img, _ in scored])

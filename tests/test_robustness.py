@@ -247,11 +247,13 @@ def test_case4_pipeline_stops_naming_the_notebook_and_writes_nothing(tmp_path, m
 
 
 def _kill_during(monkeypatch, step):
+    """Raise KeyboardInterrupt in the first micro-batch of optimizer step `step`."""
     real, calls = train_mod.total_loss, {"n": 0}
+    first_call = (step - 1) * TCFG.grad_accum + 1  # one loss per micro-batch
 
     def patched(*a, **k):
         calls["n"] += 1
-        if calls["n"] == step:
+        if calls["n"] == first_call:
             raise KeyboardInterrupt
         return real(*a, **k)
 
