@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from m2ir_lib import results, stats
-from m2ir_lib.config import get_profile
+from m2ir_lib.config import MODEL_PRESETS, get_profile
 from m2ir_lib.experiments import BASELINE, IDENTITY, SETTINGS, Data, Run, locate, plan, run_dir
 from m2ir_lib.metrics import NA_WEIGHTS
 
@@ -315,6 +315,8 @@ def released_label(name: str) -> str:
     from m2ir_lib.rivals import RIVAL_LABELS
 
     return RELEASED_ROW.format(name=RIVAL_LABELS[name])
+
+
 WEIGHT_SUFFIXES = (".ckpt", ".pth", ".pt")
 
 
@@ -652,12 +654,25 @@ EFFICIENCY_METRICS = {
 PAPER_SIZE = (480, 720)  # Table XIII: 720×480 inputs
 
 
+PROMPTIR_NOTE = (
+    "Table XIII prints 34.1M / 745G for PromptIR, which no configuration of the official code "
+    "gives (745G is a plain Restormer's count); the authors' code gives this row's numbers"
+)
+
+
 def efficiency_rows(
-    profile: str, *, paper_macs: bool = False, device: str = "auto", repeats: int = 3, seed: int = 0
+    profile: str,
+    *,
+    paper_macs: bool = False,
+    device: str = "auto",
+    repeats: int = 3,
+    seed: int = 0,
+    rivals: bool = True,
 ) -> pd.DataFrame:
     """Table XIII for our networks at 720×480: the paper's network counted (params always;
-    MACs when `paper_macs`, ≈2–3 min on one CPU core), and the profile's M²IR and
-    Restormer-style networks measured in full (params, MACs, latency, peak memory).
+    MACs when `paper_macs`, ≈2–3 min on one CPU core), and the profile's M²IR,
+    Restormer-style network and rivals measured in full (params, MACs, latency, peak memory)
+    in one `efficiency.efficiency_table` run.
 
     Args:
         profile: whose network is measured in full.
@@ -665,10 +680,14 @@ def efficiency_rows(
         device: "auto" (CUDA when present), "cpu" or a CUDA device.
         repeats: timed forward passes (median).
         seed: seed of the random weights and the input.
+        rivals: also Restormer, PromptIR and AdaIR: at the profile's size measured beside
+            M²IR, and in the authors' configuration counted (params and MACs, seconds:
+            `efficiency.rival_macs_extrapolated`).
     """
     import torch
 
     from m2ir_lib import efficiency
+    from m2ir_lib.rivals import RIVAL_LABELS
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     torch.manual_seed(seed)
@@ -676,10 +695,14 @@ def efficiency_rows(
     # The profile's networks first: peak memory is the whole process's, so it must not
     # include the 285M-parameter DA-CLIP structure built below.
     cfg = get_profile(profile).model
-    models = {
-        f"M²IR (ours, {profile} config, w/o DA-CLIP)": (cfg, "none"),
-        f"Restormer-style (ours, {profile} config)": (efficiency.baseline_config(cfg), "none"),
+    preset = next((k for k, v in MODEL_PRESETS.items() if v == cfg), None)
+    named = {
+        "M²IR (w/o DA-CLIP)": f"M²IR (ours, {profile} config, w/o DA-CLIP)",
+        "Restormer-style baseline": f"Restormer-style (ours, {profile} config)",
+        **{v: f"{v} (ours, {profile} config)" for v in RIVAL_LABELS.values()},
     }
+    rows = efficiency.table_xiii_models(preset or cfg, rivals=rivals and preset is not None)
+    models = {named[k]: v for k, v in rows.items() if k in named}  # not DA-CLIP's (above)
     measured = efficiency.efficiency_table(models, PAPER_SIZE, device, repeats=repeats)
     for _, m in measured.iterrows():
         values = {
@@ -751,7 +774,37 @@ def efficiency_rows(
                     task="720×480",
                 )
             )
+    if rivals:
+        frames += [_paper_rival_row(n, profile, seed) for n in RIVAL_LABELS]
     return pd.concat(frames, ignore_index=True)
+
+
+def _paper_rival_row(name: str, profile: str, seed: int) -> pd.DataFrame:
+    """A rival in the authors' released configuration: params and MACs at 720×480."""
+    from m2ir_lib import efficiency
+    from m2ir_lib.rivals import RIVAL_LABELS
+
+    c = efficiency.rival_macs_extrapolated(name, "paper", PAPER_SIZE)
+    note = (
+        "random weights, the authors' configuration; MACs = a·HW + b from three small inputs "
+        f"(exact for this network); +{c['attention_macs'] / 1e9:.1f}G channel-attention "
+        "products not in FLOPs"
+    )
+    note += f"; {PROMPTIR_NOTE}" if name == "promptir" else ""
+    values = {
+        ("720×480", "Params (M)"): c["params"] / 1e6,
+        ("720×480", "FLOPs (G)"): c["macs"] / 1e9,
+    }
+    return results.rows(
+        "XIII",
+        f"{RIVAL_LABELS[name]} (authors' config)",
+        values,
+        profile=profile,
+        seed=seed,
+        device="cpu",
+        data="no data (random weights)",
+        note=note,
+    )
 
 
 MEASURED = results.repo_root() / "benchmarks" / "measured"
