@@ -584,7 +584,7 @@ MIN_SPAN = {"PSNR": 1.0, "SSIM": 0.02, "LPIPS": 0.02, "FID": 5.0}
 def method_colour(label: str) -> str:
     """One colour per method in every figure: M²IR (the paper's and ours) blue, Restormer
     and our Restormer-style network orange, the degraded input grey, any other method a
-    fixed colour derived from its name."""
+    fixed colour derived from its name (the paper's row and ours share it)."""
     import zlib
 
     import matplotlib
@@ -597,7 +597,8 @@ def method_colour(label: str) -> str:
     if label.startswith("Restormer"):
         return ORANGE
     palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in (0, 2, 14)]
-    return matplotlib.colors.to_hex(palette[zlib.crc32(label.encode()) % len(palette)])
+    name = label.split(" (")[0]  # "AdaIR (ours, mini)", "AdaIR (released weights)": AdaIR's
+    return matplotlib.colors.to_hex(palette[zlib.crc32(name.encode()) % len(palette)])
 
 
 def _family_rank(label: str) -> int:

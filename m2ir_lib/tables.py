@@ -144,8 +144,12 @@ def table_runs(
         )
         for s, label, m in TABLE_RUNS[table]
     ]
-    runs = [dataclasses.replace(r, note=BASELINE_NOTE) if m == BASELINE else r
-            for r, (_, _, m) in zip(runs, TABLE_RUNS[table], strict=True)]  # fmt: skip
+    runs = [
+        dataclasses.replace(r, note="; ".join(filter(None, [r.note, BASELINE_NOTE])))
+        if m == BASELINE
+        else r
+        for r, (_, _, m) in zip(runs, TABLE_RUNS[table], strict=True)
+    ]
     return _seeded(table, runs, seeds) + rival_runs(table, profile, runs[0].data, seed, rivals)
 
 
