@@ -133,3 +133,29 @@ def test_conclusions_compare_m2ir_with_named_rivals():
     assert "of 2: 2 supports" in line and "(paper: +" in line
     assert "PromptIR" not in text  # no per-image scores: no sentence
     assert "only the rivals above are" in text
+
+
+def test_table_xiii_measures_the_rivals_beside_m2ir(monkeypatch):
+    monkeypatch.setattr(tables, "PAPER_SIZE", (32, 48))  # the rows, not the paper's size
+    torch.set_num_threads(1)
+    rows = tables.efficiency_rows("smoke", repeats=1)
+    got = rows[rows["metric"] != results.STATUS].pivot_table(
+        index="method", columns="metric", values="value"
+    )
+    for name in ("Restormer", "PromptIR", "AdaIR"):
+        assert got.loc[f"{name} (ours, smoke config)", "latency (ms)"] > 0
+        assert got.loc[f"{name} (ours, smoke config)", "FLOPs (G)"] > 0
+    paper = got.loc["PromptIR (authors' config)"]
+    assert paper["Params (M)"] == pytest.approx(35.592263)
+    note = rows.loc[rows["method"] == "PromptIR (authors' config)", "note"].iloc[0]
+    assert "34.1M / 745G" in note
+    assert (
+        not tables.efficiency_rows("smoke", repeats=1, rivals=False)["method"]
+        .str.contains("AdaIR")
+        .any()
+    )
+
+
+def test_rival_rows_share_the_papers_colour():
+    assert report.method_colour("AdaIR (ours, mini)") == report.method_colour("AdaIR")
+    assert report.method_colour("PromptIR (released weights)") == report.method_colour("PromptIR")
