@@ -536,12 +536,11 @@ def _torchrun(run: Run, profile: str, procs: int) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """`torchrun -m m2ir_lib.experiments SPEC.json`: one cached run under DDP (see `_torchrun`)."""
+    from m2ir_lib.checkpoint import model_config_from_dict
     from m2ir_lib.runs import cached_train
 
     spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
-    spec["model_cfg"] = M2IRConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["model_cfg"].items()}
-    )
+    spec["model_cfg"] = model_config_from_dict(spec["model_cfg"])  # M²IR or a rival
     spec["train_cfg"] = TrainConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["train_cfg"].items()}
     )

@@ -342,6 +342,7 @@ def conclusions(
     baseline: str | None = None,
     metric: str = "PSNR",
     reference: str | None = None,
+    rivals: list[str] | None = None,
 ):
     """The closing text of a table notebook, computed from the table and its per-image scores.
 
@@ -359,6 +360,9 @@ def conclusions(
         baseline: our Restormer-style row, if the table has one.
         metric: which metric to judge.
         reference: the ablation row every other row is compared with.
+        rivals: rows of named rivals (e.g. "PromptIR (ours, mini)", "AdaIR (released
+            weights)"): M²IR − each, per column and on the Average, beside the paper's margin
+            over the method the row is named after.
 
     Returns:
         IPython Markdown.
@@ -367,10 +371,36 @@ def conclusions(
 
     if ours is None:
         return Markdown(_ablation_conclusions(df, per_image, metric, reference))
-    return Markdown(_table_conclusions(df, per_image, ours, baseline, metric))
+    return Markdown(_table_conclusions(df, per_image, ours, baseline, metric, rivals or []))
 
 
-def _table_conclusions(df, per_image, ours, baseline, metric) -> str:
+def _rival_sentence(per_image, paper, groups, rival, metric, low, k) -> str | None:
+    """'Claim: M²IR beats <rival>' with this run's paired differences; None when the rival
+    has no per-image scores (not trained, no data)."""
+    if per_image[(per_image["method"] == rival) & (per_image["metric"] == metric)].empty:
+        return None
+    name = rival.split(" (")[0]  # the paper's row: "PromptIR (ours, mini)" -> "PromptIR"
+    verdicts, avg = [], ""
+    for task, tasks, who in groups:
+        d = stats.difference(per_image, who, rival, metric, tasks)
+        if d is None:
+            continue
+        v = seed_checked(verdict(1, d, low), per_image, who, rival, metric, tasks)
+        if task == AVERAGE:
+            gap = _paper_mean(paper, "M²IR", tasks) - _paper_mean(paper, name, tasks)
+            paper_gap = f" (paper: {gap:+.{k}f})" if np.isfinite(gap) else ""
+            avg = f". Average: {_fmt(d, k)}{paper_gap} → {v}"
+        else:
+            verdicts.append(v)
+    if not verdicts:
+        return None
+    return (
+        f"**Claim: M²IR beats {name}** (the paper's {name} row). This run, M²IR − {rival}, "
+        f"per column, {_count(verdicts)}{avg}."
+    )
+
+
+def _table_conclusions(df, per_image, ours, baseline, metric, rivals=()) -> str:
     ours = [ours] if isinstance(ours, str) else list(ours)
     low = metric in LOWER_IS_BETTER
     paper = df[(df["source"] == "paper") & (df["metric"] == metric)]
@@ -431,6 +461,8 @@ def _table_conclusions(df, per_image, ours, baseline, metric) -> str:
             v = seed_checked(verdict(1, d, low), per_image, avg[2], baseline, metric, avg[1])
             text += f". Average: {_fmt(d, k)} → {v}"
         lines.append(text + ".")
+    lines += filter(None, (_rival_sentence(per_image, paper, groups, r, metric, low, k)
+                           for r in rivals))  # fmt: skip
     text = (
         f"**Claim: M²IR restores every column** (better than the degraded input; implicit in "
         f"every row of the paper). This run, {_count([v for _, v, _ in vs_floor])}"
@@ -442,7 +474,7 @@ def _table_conclusions(df, per_image, ours, baseline, metric) -> str:
     lines.append(text + ".")
     task0 = AVERAGE if avg is not None else covered[0][0]
     lines.append(_seed_sentence(df, covered[0][1], task0, metric))
-    lines.append(_data_sentence(df, covered[0][1]))
+    lines.append(_data_sentence(df, covered[0][1], rivals))
     return "\n\n".join(lines)
 
 
@@ -451,16 +483,17 @@ def _paper_mean(paper: pd.DataFrame, method: str, tasks: list[str]) -> float:
     return float(v["value"].mean()) if len(v) == len(tasks) else float("nan")
 
 
-def _data_sentence(df: pd.DataFrame, method: str) -> str:
+def _data_sentence(df: pd.DataFrame, method: str, rivals=()) -> str:
     profile, data = _where(df, method)
     synthetic = "synthetic" in data or "stand-in" in data
+    others = "The paper's margins over the other published methods are not tested here" + (
+        " (only the rivals above are)." if rivals else " (those networks are not retrained)."
+    )
     return f"Measured at profile `{profile}` on {data}. " + (
         "These verdicts are about this stand-in and this budget, not about the paper's "
-        "numbers; the paper's margins over other published methods are not tested here "
-        "(those networks are not retrained)."
+        "numbers; " + others[0].lower() + others[1:]
         if synthetic
-        else "The paper's margins over other published methods are not tested here "
-        "(those networks are not retrained)."
+        else others
     )
 
 
@@ -551,7 +584,7 @@ MIN_SPAN = {"PSNR": 1.0, "SSIM": 0.02, "LPIPS": 0.02, "FID": 5.0}
 def method_colour(label: str) -> str:
     """One colour per method in every figure: M²IR (the paper's and ours) blue, Restormer
     and our Restormer-style network orange, the degraded input grey, any other method a
-    fixed colour derived from its name."""
+    fixed colour derived from its name (the paper's row and ours share it)."""
     import zlib
 
     import matplotlib
@@ -564,7 +597,8 @@ def method_colour(label: str) -> str:
     if label.startswith("Restormer"):
         return ORANGE
     palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in (0, 2, 14)]
-    return matplotlib.colors.to_hex(palette[zlib.crc32(label.encode()) % len(palette)])
+    name = label.split(" (")[0]  # "AdaIR (ours, mini)", "AdaIR (released weights)": AdaIR's
+    return matplotlib.colors.to_hex(palette[zlib.crc32(name.encode()) % len(palette)])
 
 
 def _family_rank(label: str) -> int:

@@ -16,6 +16,7 @@ import pandas as pd
 from m2ir_lib.checkpoint import read_log
 from m2ir_lib.config import M2IRConfig, TrainConfig
 from m2ir_lib.experiments import SETTINGS, Run, run_dir
+from m2ir_lib.rivals import RIVAL_LABELS, RivalConfig
 
 
 def describe(runs: list[Run], profile: str) -> pd.DataFrame:
@@ -26,10 +27,7 @@ def describe(runs: list[Run], profile: str) -> pd.DataFrame:
         rows.append(
             {
                 "run": r.label,
-                "block": r.model.block,
-                "prior": r.model.prior,
-                "experts": _experts_label(r.model),
-                "top_k": r.model.top_k,
+                **_network(r.model),
                 "iters": r.train.iters,
                 "epochs": r.schedule.epochs if r.schedule else None,  # derived or stated
                 "batch": r.train.global_batch,  # per optimizer step, any number of GPUs
@@ -43,6 +41,24 @@ def describe(runs: list[Run], profile: str) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _network(m) -> dict:
+    """The network columns: M²IR's block, prior and experts; a rival's architecture name."""
+    if isinstance(m, RivalConfig):
+        name = RIVAL_LABELS[m.arch]
+        return {
+            "block": f"{name} (transformer)",
+            "prior": "none",
+            "experts": "no ADEC",
+            "top_k": None,
+        }
+    return {
+        "block": m.block,
+        "prior": m.prior,
+        "experts": _experts_label(m),
+        "top_k": m.top_k,
+    }
 
 
 def _experts_label(m: M2IRConfig) -> str:

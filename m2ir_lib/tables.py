@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from m2ir_lib import results, stats
-from m2ir_lib.config import get_profile
+from m2ir_lib.config import MODEL_PRESETS, get_profile
 from m2ir_lib.experiments import (
     BASELINE,
     IDENTITY,
@@ -75,6 +75,18 @@ HEADLINE: dict[str, tuple[str, ...] | None] = {
     "VII": ("MST ✗ | DACP ✗ | special ✗ | shared ✗", "MST ✓ | DACP ✓ | special ✓ | shared ✓"),
     **{t: (label,) for t, label in _FULL.items()},
 }
+# The rivals trained beside M²IR (`m2ir_lib.rivals`), one seed (the table's first), same profile,
+# schedule, loss and data. Restormer is not trained apart: the Restormer-style row is the
+# Restormer architecture layer for layer (`BASELINE_NOTE`). Tables III and IV take them when
+# asked (their notebooks' `rivals` parameter): they add ≈1.6 M²IR-runs per table.
+TRAINED_RIVALS = ("promptir", "adair")
+RIVALS_BY_DEFAULT = ("I", "II")
+RIVAL_TABLES = ("I", "II", "III", "IV")
+RIVAL_ROW = "{name} (ours, {p})"
+BASELINE_NOTE = (
+    "the Restormer architecture (MDTA + GDFN U-Net, layer for layer rivals.Restormer, same "
+    "init for the same seed) at this profile's size, trained with M²IR's recipe"
+)
 SEED_TAG = " · seed "  # label of a run trained with an extra seed: "<row> · seed 1"
 
 
@@ -114,6 +126,7 @@ def table_runs(
     seed: int = 0,
     seeds: int = 1,
     daclip_checkpoint: str = "",
+    rivals: bool | None = None,
 ) -> list[Run]:
     """The planned runs of Table I–VI (nothing is trained yet).
 
@@ -125,6 +138,8 @@ def table_runs(
         seeds: training seeds of the `HEADLINE` tables' rows (seed, seed+1, ...); other
             tables train one.
         daclip_checkpoint: DA-CLIP weights; without them the MLP prior stands in.
+        rivals: add PromptIR and AdaIR (`TRAINED_RIVALS`, one seed) after the table's rows;
+            None = Tables I and II only (`RIVALS_BY_DEFAULT`); only Tables I–IV have them.
     """
     if table not in TABLE_RUNS:
         raise ValueError(f"table {table!r} has no all-in-one runs; known: {list(TABLE_RUNS)}")
@@ -140,16 +155,54 @@ def table_runs(
         )
         for s, label, m in TABLE_RUNS[table]
     ]
-    return _seeded(table, runs, seeds)
+    runs = [
+        dataclasses.replace(r, note="; ".join(filter(None, [r.note, BASELINE_NOTE])))
+        if m == BASELINE
+        else r
+        for r, (_, _, m) in zip(runs, TABLE_RUNS[table], strict=True)
+    ]
+    return _seeded(table, runs, seeds) + rival_runs(table, profile, runs[0].data, seed, rivals)
+
+
+def rival_runs(table: str, profile: str, data: Data, seed: int = 0, rivals: bool | None = None):
+    """PromptIR and AdaIR trained on `data` exactly as M²IR is (`rivals.plan_rival`), labelled
+    `RIVAL_ROW`; [] where the table takes none (`rivals`: see `table_runs`)."""
+    from m2ir_lib.rivals import plan_rival
+
+    wanted = table in RIVALS_BY_DEFAULT if rivals is None else rivals
+    if not wanted or table not in RIVAL_TABLES:
+        return []
+    return [
+        plan_rival(n, profile, data, seed=seed, label=rival_label(n, profile))
+        for n in TRAINED_RIVALS
+    ]
+
+
+def rival_label(name: str, profile: str) -> str:
+    """The row of rival `name` trained here, e.g. 'PromptIR (ours, mini)'."""
+    from m2ir_lib.rivals import RIVAL_LABELS
+
+    return RIVAL_ROW.format(name=RIVAL_LABELS[name], p=profile)
 
 
 def training_plan(
-    profile: str, *, data_root: str = "", seed: int = 0, seeds: int = 1, daclip_checkpoint=""
+    profile: str,
+    *,
+    data_root: str = "",
+    seed: int = 0,
+    seeds: int = 1,
+    daclip_checkpoint="",
+    rival_tables: tuple[str, ...] = RIVALS_BY_DEFAULT,
 ) -> list[Run]:
-    """What notebook 02 trains: every run of Tables I–VI, and the `HEADLINE` rows of Table VII
-    with all their seeds (so notebooks 03 and 09 find them in the cache)."""
+    """What notebook 02 trains: every run of Tables I–VI, the rivals of `rival_tables`, and the
+    `HEADLINE` rows of Table VII with all their seeds (so notebooks 03 and 09 find them in the
+    cache)."""
     kw = dict(seed=seed, seeds=seeds, daclip_checkpoint=daclip_checkpoint)
-    out = [r for t in TABLE_RUNS for r in table_runs(t, profile, data_root=data_root, **kw)]
+    out = [
+        r
+        for t in TABLE_RUNS
+        for r in table_runs(t, profile, data_root=data_root, rivals=t in rival_tables, **kw)
+    ]
     data = locate("derain", profile, data_root, seed)
     return out + [
         r
@@ -209,8 +262,35 @@ def evaluate_run(
     seeds) is evaluated once; any change to the code or the data evaluates again. FID is a
     statistic of the whole image set, not of one image, so an evaluation with FID is not cached.
     """
-    from m2ir_lib.evaluate import evaluate, evaluate_identity, summarize
     from m2ir_lib.runs import load_checkpoint, runs_root
+
+    if ckpt is None:
+        return _evaluate_cached(None, None, runs_root() / profile / "identity", data, profile,
+                                "", inception_weights)  # fmt: skip
+    return _evaluate_cached(
+        lambda: load_checkpoint(ckpt, daclip_checkpoint or None)[0],
+        ckpt, Path(ckpt).parent, data, profile, daclip_checkpoint, inception_weights,
+    )  # fmt: skip
+
+
+def evaluate_weights(name: str, weights: Path, data: Data, profile: str, inception_weights=""):
+    """`evaluate_run` for the authors' released weights of rival `name` (`rivals.load_released`),
+    cached under `runs/<profile>/released/<name>/`, keyed by the weights file as a run's
+    scores are by its checkpoint."""
+    from m2ir_lib.rivals import load_released
+    from m2ir_lib.runs import runs_root
+
+    folder = runs_root() / profile / "released" / name
+    return _evaluate_cached(
+        lambda: load_released(name, weights), Path(weights), folder, data, profile, "",
+        inception_weights,
+    )  # fmt: skip
+
+
+def _evaluate_cached(build, weights, folder, data, profile, daclip_checkpoint, inception_weights):
+    """Per-image scores and summary of `build()`'s network (None: the degraded input), read from
+    `folder`'s cache when the weights file, manifest, protocol and code are unchanged."""
+    from m2ir_lib.evaluate import evaluate, evaluate_identity, summarize
 
     s = SETTINGS[data.setting]
     kw = dict(
@@ -219,8 +299,7 @@ def evaluate_run(
         max_images=get_profile(profile).eval_max_images,
         inception_weights=inception_weights or None,
     )
-    folder = Path(ckpt).parent if ckpt is not None else runs_root() / profile / "identity"
-    cache = folder / f"eval-{_eval_key(ckpt, data, s.protocol, kw, daclip_checkpoint)}.csv"
+    cache = folder / f"eval-{_eval_key(weights, data, s.protocol, kw, daclip_checkpoint)}.csv"
     if cache.is_file() and not inception_weights:
         img = pd.read_csv(
             cache,
@@ -232,16 +311,68 @@ def evaluate_run(
         if "lpips" in img and not (img["lpips"] == NA_WEIGHTS).any():
             img["lpips"] = pd.to_numeric(img["lpips"])
         return img, summarize(img, weather=s.protocol == "weatherbench")
-    if ckpt is None:
+    if build is None:
         img, summary = evaluate_identity(data.manifest, s.protocol, **kw)
     else:
-        model, _ = load_checkpoint(ckpt, daclip_checkpoint or None)
-        img, summary = evaluate(model, data.manifest, s.protocol, **kw)
+        img, summary = evaluate(build(), data.manifest, s.protocol, **kw)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     img.to_csv(tmp, index=False)
     os.replace(tmp, cache)
     return img, summary
+
+
+RELEASED_ROW = "{name} (released weights)"
+
+
+def released_label(name: str) -> str:
+    """The row of rival `name`'s released weights, e.g. 'AdaIR (released weights)'."""
+    from m2ir_lib.rivals import RIVAL_LABELS
+
+    return RELEASED_ROW.format(name=RIVAL_LABELS[name])
+
+
+WEIGHT_SUFFIXES = (".ckpt", ".pth", ".pt")
+
+
+def released_checkpoints(spec: str) -> dict[str, Path]:
+    """The released rival weights a table notebook's `rival_checkpoints` names: rival -> file.
+
+    `spec` is "" (none), a comma list `promptir=/path/a.ckpt,adair=/path/b.ckpt,restormer=/c.pth`,
+    or a folder holding files named after the rivals (`promptir.ckpt`, `adair.ckpt`,
+    `restormer.pth`; any of `WEIGHT_SUFFIXES`). A named file that does not exist, an unknown
+    rival or a folder with none of them is an error that says which.
+    """
+    from m2ir_lib.rivals import RIVALS
+
+    spec = spec.strip()
+    if not spec:
+        return {}
+    if "=" not in spec:
+        folder = Path(spec).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"rival_checkpoints={spec!r}: no such folder (or use name=path,name=path)"
+            )
+        found = [folder / f"{n}{x}" for n in RIVALS for x in WEIGHT_SUFFIXES]
+        out = {p.stem: p for p in reversed(found) if p.is_file()}  # .ckpt before .pth, .pt
+        if not out:
+            raise FileNotFoundError(
+                f"{folder} holds none of {[f'{n}.ckpt|.pth|.pt' for n in RIVALS]}"
+            )
+        return out
+    out = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, path = part.partition("=")
+        name, path = name.strip().lower(), Path(path.strip()).expanduser()
+        if name not in RIVALS:
+            raise ValueError(
+                f"rival_checkpoints: unknown rival {name!r} in {part!r}; known: {RIVALS}"
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"rival_checkpoints: no {name} weights file at {path}")
+        out[name] = path
+    return out
 
 
 def _eval_key(ckpt, data: Data, protocol: str, kw: dict, daclip_checkpoint: str) -> str:
@@ -293,6 +424,7 @@ def score_rows(
     identity: bool = True,
     write: bool = True,
     inception_weights: str = "",
+    released: dict[str, Path] | None = None,
 ) -> pd.DataFrame:
     """Long rows of every run's scores, plus the identity row, or status rows for what is missing.
 
@@ -310,6 +442,8 @@ def score_rows(
         identity: add the degraded input as a reference row (the table's floor).
         write: write the per-image file.
         inception_weights: pytorch-fid's Inception weights (FID of Table IV); "" = no FID.
+        released: the authors' released rival weights (`released_checkpoints`), each scored
+            on the same test set as a row `RELEASED_ROW` beside the paper's printed one.
     """
     frames, images = [], []
     seed = runs[0].seed if runs else 0
@@ -344,6 +478,8 @@ def score_rows(
         frames.append(
             _rows_from(table, method, scored, pd.concat(long), profile, test, group[0].note)
         )
+    frames += _released_rows(table, released or {}, data or runs[0].data, runs[0], profile,
+                             images, inception_weights)  # fmt: skip
     # The floor on every test set the rows were scored on (Table V: one per task).
     tests = [data] if data else list({r.data.setting: r.data for r in runs}.values())
     tests = [t for t in tests if t.available]
@@ -362,6 +498,24 @@ def score_rows(
         empty = pd.DataFrame(columns=stats.PER_IMAGE_COLUMNS)
         results.write_per_image(pd.concat([empty, *images], ignore_index=True), profile, table)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=results.COLUMNS)
+
+
+def _released_rows(table, released, test, run, profile, images, inception_weights):
+    """Rows of the released rival weights on `test` (per-image rows appended to `images`)."""
+    frames = []
+    for name, path in released.items():
+        method = released_label(name)
+        if not test.available:
+            frames.append(
+                results.status_row(table, method, test.reason, profile=profile, data=test.label)
+            )
+            continue
+        img, summary = evaluate_weights(name, path, test, profile, inception_weights)
+        long = per_image_rows(table, method, Path(path).name, run.seed, img)
+        images.append(long)
+        note = f"the authors' released weights ({Path(path).name}), scored here"
+        frames.append(_rows_from(table, method, [(run, img, summary)], long, profile, test, note))
+    return frames
 
 
 def _rows_from(table, label, scored, long, profile, data, note):
@@ -516,12 +670,25 @@ EFFICIENCY_METRICS = {
 PAPER_SIZE = (480, 720)  # Table XIII: 720×480 inputs
 
 
+PROMPTIR_NOTE = (
+    "Table XIII prints 34.1M / 745G for PromptIR, which no configuration of the official code "
+    "gives (745G is a plain Restormer's count); the authors' code gives this row's numbers"
+)
+
+
 def efficiency_rows(
-    profile: str, *, paper_macs: bool = False, device: str = "auto", repeats: int = 3, seed: int = 0
+    profile: str,
+    *,
+    paper_macs: bool = False,
+    device: str = "auto",
+    repeats: int = 3,
+    seed: int = 0,
+    rivals: bool = True,
 ) -> pd.DataFrame:
     """Table XIII for our networks at 720×480: the paper's network counted (params always;
-    MACs when `paper_macs`, ≈2–3 min on one CPU core), and the profile's M²IR and
-    Restormer-style networks measured in full (params, MACs, latency, peak memory).
+    MACs when `paper_macs`, ≈2–3 min on one CPU core), and the profile's M²IR,
+    Restormer-style network and rivals measured in full (params, MACs, latency, peak memory)
+    in one `efficiency.efficiency_table` run.
 
     Args:
         profile: whose network is measured in full.
@@ -529,10 +696,14 @@ def efficiency_rows(
         device: "auto" (CUDA when present), "cpu" or a CUDA device.
         repeats: timed forward passes (median).
         seed: seed of the random weights and the input.
+        rivals: also Restormer, PromptIR and AdaIR: at the profile's size measured beside
+            M²IR, and in the authors' configuration counted (params and MACs, seconds:
+            `efficiency.rival_macs_extrapolated`).
     """
     import torch
 
     from m2ir_lib import efficiency
+    from m2ir_lib.rivals import RIVAL_LABELS
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     torch.manual_seed(seed)
@@ -540,13 +711,19 @@ def efficiency_rows(
     # The profile's networks first: peak memory is the whole process's, so it must not
     # include the 285M-parameter DA-CLIP structure built below.
     cfg = get_profile(profile).model
-    models = {
-        f"M²IR (ours, {profile} config, w/o DA-CLIP)": (cfg, "none"),
-        f"Restormer-style (ours, {profile} config)": (
-            dataclasses.replace(efficiency.baseline_config(cfg), **get_profile(profile).baseline),
-            "none",
-        ),
+    preset = next((k for k, v in MODEL_PRESETS.items() if v == cfg), None)
+    named = {
+        "M²IR (w/o DA-CLIP)": f"M²IR (ours, {profile} config, w/o DA-CLIP)",
+        "Restormer-style baseline": f"Restormer-style (ours, {profile} config)",
+        **{v: f"{v} (ours, {profile} config)" for v in RIVAL_LABELS.values()},
     }
+    rows = efficiency.table_xiii_models(preset or cfg, rivals=rivals and preset is not None)
+    models = {named[k]: v for k, v in rows.items() if k in named}  # not DA-CLIP's (above)
+    # The opponent as Tables I–VI train it: sized by the profile (Profile.baseline).
+    models[named["Restormer-style baseline"]] = (
+        dataclasses.replace(efficiency.baseline_config(cfg), **get_profile(profile).baseline),
+        "none",
+    )
     measured = efficiency.efficiency_table(models, PAPER_SIZE, device, repeats=repeats)
     for _, m in measured.iterrows():
         values = {
@@ -618,7 +795,37 @@ def efficiency_rows(
                     task="720×480",
                 )
             )
+    if rivals:
+        frames += [_paper_rival_row(n, profile, seed) for n in RIVAL_LABELS]
     return pd.concat(frames, ignore_index=True)
+
+
+def _paper_rival_row(name: str, profile: str, seed: int) -> pd.DataFrame:
+    """A rival in the authors' released configuration: params and MACs at 720×480."""
+    from m2ir_lib import efficiency
+    from m2ir_lib.rivals import RIVAL_LABELS
+
+    c = efficiency.rival_macs_extrapolated(name, "paper", PAPER_SIZE)
+    note = (
+        "random weights, the authors' configuration; MACs = a·HW + b from three small inputs "
+        f"(exact for this network); +{c['attention_macs'] / 1e9:.1f}G channel-attention "
+        "products not in FLOPs"
+    )
+    note += f"; {PROMPTIR_NOTE}" if name == "promptir" else ""
+    values = {
+        ("720×480", "Params (M)"): c["params"] / 1e6,
+        ("720×480", "FLOPs (G)"): c["macs"] / 1e9,
+    }
+    return results.rows(
+        "XIII",
+        f"{RIVAL_LABELS[name]} (authors' config)",
+        values,
+        profile=profile,
+        seed=seed,
+        device="cpu",
+        data="no data (random weights)",
+        note=note,
+    )
 
 
 MEASURED = results.repo_root() / "benchmarks" / "measured"

@@ -342,7 +342,16 @@ def test_headline_rows_train_with_several_seeds_on_the_same_data():
     assert len(tables.ablation_runs("VIII", "smoke", data, seeds=1)) == 5  # one seed: as before
     nine = tables.ablation_runs("IX", "smoke", data, seeds=3)  # only the full row is seeded
     assert [r.label for r in nine][:4] == ["K=1", "K=2", "K=2 · seed 1", "K=2 · seed 2"]
-    assert len(tables.table_runs("II", "smoke", seeds=3)) == 2  # Tables II–VI: one seed
+    two = tables.table_runs("II", "smoke", seeds=3)  # Tables II–VI: one seed
+    assert [r.label for r in two] == [
+        "M²IR (ours, smoke)",
+        "Restormer-style (ours, smoke)",
+        "PromptIR (ours, smoke)",
+        "AdaIR (ours, smoke)",
+    ]
+    one = tables.table_runs("I", "smoke", seeds=2)  # rivals: one seed, after the seeded rows
+    assert [r.label for r in one][-2:] == ["PromptIR (ours, smoke)", "AdaIR (ours, smoke)"]
+    assert len(one) == 6
     with pytest.raises(ValueError, match="at least one"):
         tables.ablation_runs("VII", "smoke", data, seeds=0)
 
