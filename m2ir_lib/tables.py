@@ -478,15 +478,17 @@ def score_rows(
         frames.append(
             _rows_from(table, method, scored, pd.concat(long), profile, test, group[0].note)
         )
-    frames += _released_rows(table, released or {}, data or runs[0].data, runs[0], profile,
-                             images, inception_weights)  # fmt: skip
+    # Rows without a training run of ours (released weights, the floor) keep the data seed.
+    untrained = SimpleNamespace(seed=seed)
+    if released:
+        frames += _released_rows(table, released, data or runs[0].data, untrained, profile,
+                                 images, inception_weights)  # fmt: skip
     # The floor on every test set the rows were scored on (Table V: one per task).
     tests = [data] if data else list({r.data.setting: r.data for r in runs}.values())
     tests = [t for t in tests if t.available]
     if identity and tests:
-        floor_run = SimpleNamespace(seed=seed)  # the floor has no run; it keeps the data seed
         scored = [
-            (floor_run, *evaluate_run(None, t, profile, inception_weights=inception_weights))
+            (untrained, *evaluate_run(None, t, profile, inception_weights=inception_weights))
             for t in tests
         ]
         long = pd.concat([per_image_rows(table, IDENTITY, "", seed, img) for _, img, _ in scored])
