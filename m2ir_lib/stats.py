@@ -251,16 +251,23 @@ def cell_stats(per_image: pd.DataFrame, **kw) -> pd.DataFrame:
                 method=method,
                 task=task,
                 metric=metric,
-                value=spread.mean,
-                n=ci.n,
-                ci_low=ci.low,
-                ci_high=ci.high,
-                n_seeds=spread.n_seeds,
-                seed_sd=spread.sd,
+                **_cell(spread, ci),
                 seeds=",".join(str(s) for s in per_seed.index),
             )
         )
     return pd.DataFrame(rows)
+
+
+def _cell(spread, ci) -> dict:
+    """A cell's value and uncertainty columns: the mean over seeds, the image interval."""
+    return dict(
+        value=spread.mean,
+        n=ci.n,
+        ci_low=ci.low,
+        ci_high=ci.high,
+        n_seeds=spread.n_seeds,
+        seed_sd=spread.sd,
+    )
 
 
 def average_stats(per_image: pd.DataFrame, method: str, metric: str, tasks: list[str], **kw):
@@ -279,14 +286,7 @@ def average_stats(per_image: pd.DataFrame, method: str, metric: str, tasks: list
     means = image_means(d)
     groups = [means.loc[means["task"] == t, "value"] for t in tasks]
     ci = bootstrap_mean_of_means(groups, nonfinite="nan", **kw)
-    return dict(
-        value=spread.mean,
-        n=ci.n,
-        ci_low=ci.low,
-        ci_high=ci.high,
-        n_seeds=spread.n_seeds,
-        seed_sd=spread.sd,
-    )
+    return _cell(spread, ci)
 
 
 def difference(
