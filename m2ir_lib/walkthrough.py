@@ -10,6 +10,7 @@ import inspect
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -360,7 +361,7 @@ def training_loss_shares(
 ) -> pd.DataFrame:
     """Shares of eq. (11)'s terms in a training run's `log.csv`: at initialisation (step 1,
     the loss of the initial weights on the first batch) and after training (mean of each
-    term over the last `last` logged steps).
+    term over the last `last` logged steps after step 1).
 
     Returns:
         Rows "initialisation (step 1)" and "after training (steps a–b)"; a share column per
@@ -372,7 +373,7 @@ def training_loss_shares(
     missing = [c for c in cols if c not in log]
     if missing or log.empty:
         raise ValueError(f"{log_csv}: no rows or no column(s) {missing}: not a training log")
-    tail = log.tail(last)
+    tail = log.iloc[1:].tail(last) if len(log) > 1 else log  # after step 1, when there is one
     rows = {
         "initialisation (step 1)": log.iloc[0][cols],
         f"after training (steps {tail.step.iloc[0]}–{tail.step.iloc[-1]})": tail[cols].mean(),
@@ -443,17 +444,28 @@ def plot_priors(net: M2IR, items: list[dict], path: str | Path | None = None):
     if not items:
         print("no test images (data missing): no prior to show")
         return None
+    from matplotlib.ticker import MaxNLocator
+
     table = prior_prompts(net, items)
     maps = [prior_maps(net, it["degraded"]) for it in items]
     cols = 1 + len(maps[0])
-    fig = plt.figure(figsize=(3.2 + 2.2 * cols, max(2.2 * len(items), 3.0)))
+    fig = plt.figure(figsize=(3.6 + 2.6 * cols, max(2.0 * len(items), 3.0)), layout="constrained")
     grid = fig.add_gridspec(len(items), 1 + cols, width_ratios=[1.6] + [1] * cols)
+
+    def colour_bar(img, ax):
+        bar = fig.colorbar(img, ax=ax, fraction=0.046, format="%.3g")
+        bar.locator = MaxNLocator(3)
+        bar.update_ticks()
+        bar.ax.tick_params(labelsize=6)
+
     ax = fig.add_subplot(grid[:, 0])
     im = ax.imshow(table.values, cmap="viridis", vmin=0, aspect="auto")
+    for (r, c), v in np.ndenumerate(table.values):
+        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w")
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=60, fontsize=8)
     ax.set_yticks(range(table.shape[0]), table.index, fontsize=8)
     ax.set_title("S(I, text) part of P′", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.08)
+    colour_bar(im, ax)
     for r, (item, per_adec) in enumerate(zip(items, maps, strict=True)):
         a = fig.add_subplot(grid[r, 1])
         a.imshow(item["degraded"].clamp(0, 1).permute(1, 2, 0).numpy())
@@ -464,9 +476,31 @@ def plot_priors(net: M2IR, items: list[dict], path: str | Path | None = None):
             img = a.imshow(m.numpy(), cmap="magma")
             a.set_title(f"‖P‖, ADEC {c + 1} {tuple(m.shape)}", fontsize=8)
             a.axis("off")
-            fig.colorbar(img, ax=a, fraction=0.046)
+            colour_bar(img, a)
     fig.suptitle(prior_label(net), fontsize=9)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")
     return fig
+
+
+# ------------------------------------------------------------------ the trained run
+
+
+def trained_label(ckpts: dict, run) -> str:
+    """Caption of the trained network of `run` (an `experiments.Run`) for tables: its label,
+    optimizer steps and run folder, or that it is the untrained stand-in (no data)."""
+    if run.label not in ckpts:
+        return f"untrained stand-in for {run.label} (no data: nothing trained)"
+    folder = Path(ckpts[run.label]).parent
+    return f"trained: {run.label}, {run.train.iters} steps ({folder.parent.name}/{folder.name})"
+
+
+def run_loss_shares(ckpts: dict, run, last: int = 20) -> pd.DataFrame:
+    """`training_loss_shares` of `run`'s log.csv with the run's own λ₁, λ₂ (eq. 11); an
+    empty table with a printed note when the run was not trained (no data)."""
+    if run.label not in ckpts:
+        print(f"no training log for {run.label!r} (not trained): no shares after training")
+        return pd.DataFrame(columns=["when", "total"])
+    log = Path(ckpts[run.label]).parent / "log.csv"
+    return training_loss_shares(log, run.train.lambda1, run.train.lambda2, last)
