@@ -270,7 +270,8 @@ def random_routing_weights(cfg: M2IRConfig, samples: int = 4096, seed: int = 0) 
 
 def eq5_check(cfg: M2IRConfig, samples: int = 4096, seed: int = 0) -> pd.DataFrame:
     """`eq5_bounds` for cfg's N and K beside the range observed on `random_routing_weights`,
-    with `inside` True when every observed value lies within the derived range."""
+    with `inside` True when every observed value lies within the derived range; attrs
+    `samples` and `shared_first` (the shared weight was the largest on every routing)."""
     if not (cfg.special_experts and cfg.shared_expert):
         raise ValueError("eq. (5) as written needs specialised experts and the shared expert")
     bounds = eq5_bounds(cfg.num_experts, cfg.top_k)
@@ -285,6 +286,8 @@ def eq5_check(cfg: M2IRConfig, samples: int = 4096, seed: int = 0) -> pd.DataFra
         bounds["observed_max"] <= bounds["upper"] + tol
     )
     bounds.attrs["samples"] = samples
+    # E_S ranks first among the K + 1 on every routing (s′_n < 1 so ŝ_n ≤ ŝ_S)
+    bounds.attrs["shared_first"] = bool((w[:, n] >= spec.max(dim=1).values).all())
     return bounds
 
 
@@ -305,8 +308,9 @@ def eq5_text(check: pd.DataFrame, n: int, k: int):
     return Markdown(
         f"For N = {n}, K = {k}: a selected specialised weight lies in {spec}, the shared "
         f"expert's in {shared}, and the kept weights sum to {total} (round bracket: "
-        f"approached, never reached). The shared weight is never below a specialised one "
-        f"(s′_n < 1), so E_S always ranks first among the K + 1. The weights are not "
+        f"approached, never reached). Since s′_n < 1, the shared weight is never below a "
+        f"specialised one: E_S ranks first among the K + 1 (on every random routing: "
+        f"{check.attrs.get('shared_first')}). The weights are not "
         f"renormalised: X′ of eq. (6) is the experts' outputs weighted by that total, not "
         f"their average. Observed on "
         f"{check.attrs.get('samples', '?')} random routings: {ok} values inside the ranges."

@@ -59,7 +59,7 @@ def test_eq5_bounds_known_values_and_bad_input():
 def test_eq5_check_routes_through_dgea_within_the_ranges():
     cfg = get_profile("smoke").model
     check = walkthrough.eq5_check(cfg, samples=2048, seed=1)
-    assert check["inside"].all()
+    assert check["inside"].all() and check.attrs["shared_first"]
     # the random routings reach both ends of the kept sum's range
     row = check.set_index("weight").loc["sum of kept weights"]
     assert row.observed_min - row.lower < 1e-2 and row.upper - row.observed_max < 1e-2
