@@ -1,11 +1,16 @@
 """Speed benchmarks of M²IR on CPU (or one GPU): a script, never a unit test.
 
 Sections (pick with --only):
-  dispatch  dense vs sparse expert execution: same output (checked), latency ratio
+  dispatch  dense vs grouped vs sparse expert execution in the whole network: same output
+            (checked), latency ratio
+  stage     one DGEA at each ADEC position, the paper's widths, --size input: the three
+            dispatches side by side (issue 14: sparse can win at most (N+1)/(K+1))
   latency   M²IR (w/o DA-CLIP; --daclip adds the random-weight DA-CLIP row) vs the
             Restormer-style baseline at --size (default 480×720, Table XIII's input)
   train     one optimisation step (forward, eq. (11) loss, backward, AdamW) at --batch × --patch²
-            for each of --train-configs
+            for each of --train-configs: the step before issue 14 beside each variant tried
+            and the preset's (speed-up, output and weight drift); --compile adds torch.compile
+  placement 2 cores: one 2-thread process vs two 1-thread processes, images/s
   profile   torch.profiler: the top operators of one M²IR forward
 
 Timings are medians after warm-up, with `torch.set_num_threads(--threads)`. Run it on an
@@ -40,14 +45,14 @@ from m2ir_lib.efficiency import (  # noqa: E402
 )
 from m2ir_lib.losses import total_loss  # noqa: E402
 
-SECTIONS = ("dispatch", "latency", "train", "profile")
+SECTIONS = ("dispatch", "stage", "latency", "train", "placement", "profile")
 
 
-def _steer(model):
-    """α = 1 in every ADEC: at init α = 0 hides the experts, so dense = sparse trivially."""
+def _steer(model, alpha=1.0):
+    """α ≠ 0 in every ADEC: at init α = 0 hides the experts, so dense = sparse trivially."""
     with torch.no_grad():
         for adec in getattr(model, "adecs", []):
-            adec.alpha.fill_(1.0)
+            adec.alpha.fill_(alpha)
     return model
 
 
@@ -73,25 +78,25 @@ def _latency(model, args, size):
 
 def bench_dispatch(args):
     cfg = resolve_config(args.config)
-    torch.manual_seed(0)
-    dense = _steer(build_variant(dataclasses.replace(cfg, dispatch="dense"), "none"))
-    sparse = build_variant(dataclasses.replace(cfg, dispatch="sparse"), "none")
-    sparse.load_state_dict(dense.state_dict())
     x = torch.rand(1, 3, *args.size, generator=torch.Generator().manual_seed(0)).to(args.device)
-    dense, sparse = dense.to(args.device).eval(), sparse.to(args.device).eval()
-    with torch.no_grad():
-        diff = (dense(x) - sparse(x)).abs().max().item()
-    ms = {name: _latency(m, args, args.size) for name, m in (("dense", dense), ("sparse", sparse))}
+    models, outs, ms = {}, {}, {}
+    for mode in ("dense", "grouped", "sparse"):
+        torch.manual_seed(0)
+        model = _steer(build_variant(dataclasses.replace(cfg, dispatch=mode), "none"))
+        models[mode] = model.to(args.device).eval()
+        with torch.no_grad():
+            outs[mode] = models[mode](x)
+        ms[mode] = _latency(models[mode], args, args.size)
     return [
         {
             "section": "dispatch",
-            "model": f"{args.config} {name}",
+            "model": f"{args.config} {mode}",
             "size": _size(args.size),
             "ms": t,
             "ratio_vs_dense": t / ms["dense"],
-            "max_abs_diff": diff,
+            "max_abs_diff": (outs[mode] - outs["dense"]).abs().max().item(),
         }
-        for name, t in ms.items()
+        for mode, t in ms.items()
     ]
 
 
@@ -121,41 +126,188 @@ def bench_latency(args):
     return rows
 
 
+# The training step before issue 14 (sparse dispatch, per-tensor AdamW loop) and the steps
+# tried against it; "preset" is what `m2ir_lib.train` runs today for --train-configs.
+TRAIN_VARIANTS = {
+    "before: sparse, AdamW loop": {"dispatch": "sparse", "fused": False},
+    "dense loop, fused AdamW": {"dispatch": "dense", "fused": True},
+    "sparse, fused AdamW": {"dispatch": "sparse", "fused": True},
+    "grouped, fused AdamW": {"dispatch": "grouped", "fused": True},
+    "grouped, fused, channels-last": {"dispatch": "grouped", "fused": True, "cl": True},
+    "preset": {"dispatch": None, "fused": None},
+}
+
+
+def _train_setup(name, variant, args):
+    """Model, optimizer and data of one training-step variant, same seed for all."""
+    from m2ir_lib.config import TrainConfig
+    from m2ir_lib.train import make_optimizer
+
+    cfg = dataclasses.replace(resolve_config(name), prior="mlp")
+    if variant["dispatch"]:
+        cfg = dataclasses.replace(cfg, dispatch=variant["dispatch"])
+    torch.manual_seed(0)
+    model = _steer(build_variant(cfg, "mlp"), 0.1).to(args.device).train()
+    gen = torch.Generator().manual_seed(0)
+    shape = (args.batch, 3, args.patch, args.patch)
+    x, y = (torch.rand(*shape, generator=gen).to(args.device) for _ in range(2))
+    if variant.get("cl") or args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if variant["fused"] is None:  # exactly what training builds
+        opt = make_optimizer(model.parameters(), TrainConfig(lr=2e-4), args.device)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-4, fused=variant["fused"] or None,
+                                foreach=False if not variant["fused"] else None)  # fmt: skip
+    net = torch.compile(model) if variant.get("compile") else model
+    return cfg, model, net, opt, x, y
+
+
+def _train_steps(net, opt, x, y, steps, device):
+    """`steps` optimizer steps of eq. (11); returns per-step seconds and the first output."""
+    times, first = [], None
+    for _ in range(steps):
+        _sync(device)
+        start = time.perf_counter()
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=False):
+            pred, routings = net(x, return_routing=True)
+            loss, _ = total_loss(pred.float(), y, routings)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+        first = pred.detach().float().cpu() if first is None else first
+    return times, first
+
+
 def bench_train(args):
+    """Each variant of the training step from the same weights and batch: median step time,
+    speed-up over the step before issue 14, and how far its output and weights drift from
+    it (first forward output; weights after warm-up + repeats steps)."""
     rows = []
+    variants = dict(TRAIN_VARIANTS)
+    if args.compile:
+        variants["grouped, fused, torch.compile"] = {
+            "dispatch": "grouped", "fused": True, "compile": True
+        }  # fmt: skip
     for name in args.train_configs:
-        torch.manual_seed(0)
-        model = build_variant(dataclasses.replace(resolve_config(name), prior="mlp"), "mlp")
-        model = model.to(args.device).train()
-        if args.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
-        gen = torch.Generator().manual_seed(0)
-        shape = (args.batch, 3, args.patch, args.patch)
-        x, y = (torch.rand(*shape, generator=gen).to(args.device) for _ in range(2))
-        times = []
-        for i in range(args.warmup + args.repeats):
-            _sync(args.device)
+        ref = None
+        for label, variant in variants.items():
+            cfg, model, net, opt, x, y = _train_setup(name, variant, args)
             start = time.perf_counter()
-            with torch.autocast(torch.device(args.device).type, torch.bfloat16, enabled=args.bf16):
-                pred, routings = model(x, return_routing=True)
-                loss, _ = total_loss(pred.float(), y, routings)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            _sync(args.device)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - start)
-        step = statistics.median(times)
+            times, out = _train_steps(net, opt, x, y, args.warmup + args.repeats, args.device)
+            total = time.perf_counter() - start
+            step = statistics.median(times[args.warmup :])
+            weights = torch.cat([p.detach().float().flatten().cpu() for p in model.parameters()])
+            tag = f" = {cfg.dispatch}" if variant["dispatch"] is None else ""
+            ref = ref or {"step": step, "out": out, "weights": weights}
+            rows.append(
+                {
+                    "section": "train",
+                    "model": f"{name}: {label}{tag}",
+                    "size": f"{args.batch}x{args.patch}²",
+                    "ms": 1e3 * step,
+                    "first_step_s": times[0],
+                    "all_steps_s": total,
+                    "speedup": ref["step"] / step,
+                    "img_per_s": args.batch / step,
+                    "max_abs_diff": (out - ref["out"]).abs().max().item(),
+                    "max_weight_diff": (weights - ref["weights"]).abs().max().item(),
+                }
+            )
+    return rows
+
+
+def _placement_worker(conn, name, threads, steps, batch, patch):
+    torch.set_num_threads(threads)
+    args = argparse.Namespace(device="cpu", batch=batch, patch=patch, channels_last=False)
+    _, _, net, opt, x, y = _train_setup(name, TRAIN_VARIANTS["preset"], args)
+    _train_steps(net, opt, x, y, 2, "cpu")  # warm-up
+    conn.recv()  # start together
+    times, _ = _train_steps(net, opt, x, y, steps, "cpu")
+    conn.send(sum(times))
+
+
+def bench_placement(args):
+    """Two cores, many independent runs: one process of 2 threads, or 2 processes of 1
+    thread each (what `experiments.train_runs` does on CPU). Throughput in images/s."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    steps = max(args.repeats, 5)
+    rows = []
+    name = args.train_configs[0]
+    for procs, threads in ((1, 2), (2, 1), (1, 1)):
+        pipes = [ctx.Pipe() for _ in range(procs)]
+        workers = [
+            ctx.Process(target=_placement_worker,
+                        args=(child, name, threads, steps, args.batch, args.patch))
+            for _, child in pipes
+        ]  # fmt: skip
+        for w in workers:
+            w.start()
+        start = time.perf_counter()
+        for parent, _ in pipes:
+            parent.send("go")
+        busy = [parent.recv() for parent, _ in pipes]
+        wall = time.perf_counter() - start
+        for w in workers:
+            w.join()
         rows.append(
             {
-                "section": "train",
-                "model": name,
+                "section": "placement",
+                "model": f"{name}: {procs} process(es) × {threads} thread(s)",
                 "size": f"{args.batch}x{args.patch}²",
-                "ms": 1e3 * step,
-                "img_per_s": args.batch / step,
+                "ms": 1e3 * max(busy) / steps,
+                "img_per_s": procs * steps * args.batch / wall,
             }
         )
+    return rows
+
+
+def bench_stage(args):
+    """One DGEA (eq. 4–6) with the paper's widths at each ADEC position for a --size input,
+    forward only: dense (eq. 6 expert by expert), grouped (two matmuls) and sparse (each
+    pixel's K+1 experts) on the same weights and routing."""
+    from m2ir_lib.config import PAPER
+    from m2ir_lib.model import DGEA
+
+    rows = []
+    h, w = args.size
+    for level, (factor, pos) in enumerate(((8, "latent"), (4, "dec3"), (2, "dec2"))):
+        dim = PAPER.dim * factor
+        torch.manual_seed(0)
+        dgea = DGEA(dim, PAPER, with_prior=True).to(args.device).eval()
+        gen = torch.Generator().manual_seed(level)
+        shape = (1, dim, h // factor, w // factor)
+        x_hat, p = (torch.randn(*shape, generator=gen).to(args.device) for _ in range(2))
+        with torch.no_grad():
+            weights = dgea.route(x_hat, p).weights
+            outs, ms = {}, {}
+            for mode in ("dense", "grouped", "sparse"):
+                dgea.dispatch = mode
+                outs[mode] = dgea.mix(x_hat, weights)
+                times = []
+                for _ in range(args.warmup + args.repeats):
+                    _sync(args.device)
+                    start = time.perf_counter()
+                    dgea.mix(x_hat, weights)
+                    _sync(args.device)
+                    times.append(time.perf_counter() - start)
+                ms[mode] = 1e3 * statistics.median(times[args.warmup :])
+        n, k = PAPER.num_experts, PAPER.top_k
+        for mode in ms:
+            rows.append(
+                {
+                    "section": "stage",
+                    "model": f"DGEA {pos} (C={dim}, N={n}, K={k}): {mode}",
+                    "size": f"{w // factor}x{h // factor}",
+                    "ms": ms[mode],
+                    "speedup": ms["dense"] / ms[mode],
+                    "max_abs_diff": (outs[mode] - outs["dense"]).abs().max().item(),
+                }
+            )
     return rows
 
 

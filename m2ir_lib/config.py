@@ -53,9 +53,11 @@ class M2IRConfig:
     # (AdaIR's para1: ADEC starts as the identity) suits long schedules. Not a structure field:
     # parameter count and MACs do not depend on it.
     adec_alpha_init: float = 0.0
-    # Run-time expert execution, outputs equal: sparse runs each pixel's K+1 experts only and
-    # was a little faster on CPU (mini, 1 thread); Table XIII's MACs count experts densely.
-    dispatch: Literal["dense", "sparse"] = "sparse"
+    # Run-time expert execution, outputs equal (to float rounding): "dense" runs every expert
+    # on every pixel, one module at a time (eq. 6 as written); "grouped" the same in two
+    # matmuls for all experts; "sparse" each pixel's K+1 experts only. Table XIII's MACs
+    # count experts densely whatever runs. benchmarks/bench_model.py measures them.
+    dispatch: Literal["dense", "grouped", "sparse"] = "sparse"
     prompts: tuple[str, ...] = DEFAULT_PROMPTS  # text descriptors of DACP, §III-C
     prior_dim: int = (
         DACLIP_EMBED_DIM  # width of d̂ in P' (DA-CLIP fixes 512; the MLP may be smaller)
@@ -74,7 +76,7 @@ class M2IRConfig:
         for name, allowed in (
             ("block", ("mst", "transformer")),
             ("prior", ("daclip", "mlp", "none")),
-            ("dispatch", ("dense", "sparse")),
+            ("dispatch", ("dense", "grouped", "sparse")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")

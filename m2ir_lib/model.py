@@ -232,20 +232,46 @@ class DGEA(nn.Module):
         keep = torch.cat([selected, one if self.shared else torch.zeros_like(one)], dim=1)
         return Routing(s_prime, selected, s_hat * keep)  # weights not renormalised
 
+    def columns(self, width):
+        """Which column of the (B, width, h, w) weights each expert reads: E_S the last."""
+        return [e if e < self.n * self.special else width - 1 for e in range(len(self.experts))]
+
     def mix(self, x_hat, weights):
         """X' = Σ_k score_k · E_{id_k}(X̂), eq. (6); weights (B, N+1 or 1, h, w), 0 if unused."""
         b, c, h, w = x_hat.shape
         tokens = x_hat.permute(0, 2, 3, 1).reshape(-1, c)  # (B·h·w, C)
         wts = weights.permute(0, 2, 3, 1).reshape(-1, weights.shape[1])  # (B·h·w, N+1)
+        if self.dispatch == "grouped":
+            out = self.mix_grouped(tokens, wts[:, self.columns(weights.shape[1])])
+            return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
         out = tokens.new_zeros(tokens.shape, dtype=torch.promote_types(tokens.dtype, wts.dtype))
-        for e, expert in enumerate(self.experts):
-            col = e if e < self.n * self.special else -1  # shared expert -> last column
+        for expert, col in zip(self.experts, self.columns(weights.shape[1]), strict=True):
             if self.dispatch == "dense":  # every expert on every pixel
                 out = out + wts[:, col, None] * expert(tokens)
             else:  # gather the pixels that chose this expert; eq. (5) weights are never 0 there
                 idx = wts[:, col].nonzero().squeeze(1)  # (M_e,)
                 out = out.index_add(0, idx, wts[idx, col, None] * expert(tokens[idx]))
         return out.reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, h, w)
+
+    def mix_grouped(self, tokens, wts):
+        """Eq. (6) for every expert on every pixel in two matmuls (dispatch='grouped'):
+        Σ_e w_e·(W²_e·g_e + b²_e) = [w_1·g_1 … w_E·g_E]·[W²_1 … W²_E]ᵀ + w·[b²_1 … b²_E]ᵀ
+        with g_e = GELU(W¹_e·x + b¹_e), all E first layers stacked into one. The weights
+        stay those of the `Expert` modules; only the execution is batched.
+
+        Args:
+            tokens: (M, C) pixels; wts: (M, E) eq. (5) weight of each expert, 0 if unused.
+        """
+        m, e = wts.shape
+        fc1 = [x.fc1 for x in self.experts]
+        fc2 = [x.fc2 for x in self.experts]
+        w1 = torch.cat([f.weight for f in fc1])  # (E·H, C)
+        hidden = F.gelu(F.linear(tokens, w1, torch.cat([f.bias for f in fc1])))  # (M, E·H)
+        hidden = (hidden.view(m, e, -1) * wts[:, :, None]).view(m, -1)
+        w2 = torch.cat([f.weight for f in fc2], dim=1)  # (C, E·H)
+        b2 = torch.stack([f.bias for f in fc2])  # (E, C)
+        out = F.linear(hidden, w2) + wts @ b2  # (M, C)
+        return out.to(torch.promote_types(tokens.dtype, wts.dtype))  # as dense: fp32 weights
 
     def forward(self, x_hat, p=None):
         if not self.special:  # X' = E_S(X̂), weight 1

@@ -43,7 +43,7 @@ def _prior_width(cfg):
 
 
 @pytest.mark.parametrize("preset", ["smoke", "mini"])
-@pytest.mark.parametrize("dispatch", ["dense", "sparse"])
+@pytest.mark.parametrize("dispatch", ["dense", "grouped", "sparse"])
 def test_forward_shape_and_routing_shapes(preset, dispatch):
     cfg = dataclasses.replace(MODEL_PRESETS[preset], dispatch=dispatch)
     model = _wake_adecs(M2IR(cfg))
@@ -82,12 +82,31 @@ def test_shared_expert_always_and_exactly_k_specialised(k):
 
 
 @pytest.mark.parametrize("n, k, shared", [(4, 2, True), (8, 3, True), (4, 2, False), (1, 1, True)])
-def test_dense_equals_sparse(n, k, shared):
+@pytest.mark.parametrize("dispatch", ["sparse", "grouped"])
+def test_every_dispatch_equals_dense(n, k, shared, dispatch):
+    """Sparse and grouped execution give eq. (6)'s dense output and the same gradients."""
     dense = _wake_adecs(M2IR(_smoke(num_experts=n, top_k=k, shared_expert=shared)))
-    sparse = M2IR(_smoke(num_experts=n, top_k=k, shared_expert=shared, dispatch="sparse"))
-    sparse.load_state_dict(dense.state_dict())
+    other = M2IR(_smoke(num_experts=n, top_k=k, shared_expert=shared, dispatch=dispatch))
+    other.load_state_dict(dense.state_dict())
     x = torch.rand(2, 3, 40, 24)
-    torch.testing.assert_close(sparse(x), dense(x), atol=1e-5, rtol=0)
+    y_dense, y_other = dense(x), other(x)
+    torch.testing.assert_close(y_other, y_dense, atol=1e-5, rtol=0)
+    y_dense.square().mean().backward()
+    y_other.square().mean().backward()
+    for (name, a), b in zip(dense.named_parameters(), other.parameters(), strict=True):
+        if a.grad is not None or b.grad is not None:  # sparse skips unselected experts
+            ga = a.grad if a.grad is not None else torch.zeros_like(a)
+            gb = b.grad if b.grad is not None else torch.zeros_like(b)
+            torch.testing.assert_close(gb, ga, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_grouped_dispatch_without_specialised_experts():
+    """Table VII's shared-only row: X' = E_S(X̂), one column of weight 1."""
+    dense = _wake_adecs(M2IR(_smoke(special_experts=False)))
+    grouped = M2IR(_smoke(special_experts=False, dispatch="grouped"))
+    grouped.load_state_dict(dense.state_dict())
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(grouped(x), dense(x), atol=1e-6, rtol=0)
 
 
 def test_adec_is_identity_at_init():
@@ -100,7 +119,7 @@ def test_adec_is_identity_at_init():
     torch.testing.assert_close(full(x), plain(x))
 
 
-@pytest.mark.parametrize("dispatch", ["dense", "sparse"])
+@pytest.mark.parametrize("dispatch", ["dense", "grouped", "sparse"])
 def test_gradient_reaches_every_parameter(dispatch):
     # With α = 0 an ADEC passes gradient to α and β only (see the next test), so wake it.
     model = _wake_adecs(M2IR(_smoke(dispatch=dispatch)))
@@ -144,7 +163,7 @@ ABLATIONS = {
 
 
 @pytest.mark.parametrize("name", ABLATIONS)
-@pytest.mark.parametrize("dispatch", ["dense", "sparse"])
+@pytest.mark.parametrize("dispatch", ["dense", "grouped", "sparse"])
 def test_ablation_builds_and_runs(name, dispatch):
     cfg = _smoke(dispatch=dispatch, **ABLATIONS[name])
     prior = LearnablePrior(cfg.prior_dim, len(cfg.prompts)) if cfg.prior == "daclip" else None
@@ -259,7 +278,7 @@ def test_every_class_cites_the_paper():
         assert re.search(r"eq\.|Fig\.|§", cls.__doc__ or ""), cls.__name__
 
 
-@pytest.mark.parametrize("dispatch", ["dense", "sparse"])
+@pytest.mark.parametrize("dispatch", ["dense", "grouped", "sparse"])
 def test_expert_mix_under_bf16_autocast(dispatch):
     """On CUDA autocast the routing softmax is fp32 while features are bf16 (train.py, amp)."""
     dgea = M2IR(_smoke(dispatch=dispatch, prior="none")).adecs[0].dgea
