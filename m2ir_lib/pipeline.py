@@ -135,7 +135,7 @@ def run(
 
     get_profile(profile)
     results_at = results_dir(profile, root)  # honours $M2IR_RESULTS unless root is given
-    root = Path(root or repo_root())
+    results_root, root = root, Path(root or repo_root())
     todo = select(notebooks(root), only, start)
     out_dir = results_at / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,6 +193,17 @@ def run(
             ) from None
         _record(done, times_path, nb.name, "ok", t0, profile)
     outer.close()
+    try:  # the page is rebuilt from files already written: a failure here loses nothing
+        from m2ir_lib import summary
+
+        page = summary.write_summary(profile, results_root)
+        print(f"summary page: {page}")
+    except Exception as err:  # noqa: BLE001
+        print(
+            f"WARNING: the summary page was not rebuilt ({type(err).__name__}: {err}); "
+            f"rebuild it with: python -m m2ir_lib.summary --profile {profile}",
+            file=sys.stderr,
+        )
     total = sum(r["seconds"] for r in done)
     print(
         f"\n{len(done)} notebook(s) ran at profile {profile!r} in {total / 60:.1f} min; "
