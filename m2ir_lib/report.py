@@ -702,7 +702,10 @@ def method_colour(label: str) -> str:
         return BLUE
     if label.startswith("Restormer"):
         return ORANGE
-    palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in (0, 2, 14)]
+    # tab20 without the blues, oranges and greys of M²IR, Restormer and the floor (and their
+    # light twins), so no other method is mistaken for them.
+    taken = (0, 1, 2, 3, 14, 15)
+    palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in taken]
     name = label.split(" (")[0]  # "AdaIR (ours, mini)", "AdaIR (released weights)": AdaIR's
     return matplotlib.colors.to_hex(palette[zlib.crc32(name.encode()) % len(palette)])
 

@@ -233,6 +233,7 @@ def plot_training_curves(log: pd.DataFrame, path: str | Path | None = None, ncol
         ncols: panels per row.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
     from m2ir_lib.report import method_colour
     from m2ir_lib.tables import SEED_TAG
@@ -262,6 +263,9 @@ def plot_training_curves(log: pd.DataFrame, path: str | Path | None = None, ncol
                 label=label,
             )
         ax.set_yscale("log")
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis(FormatStrFormatter("%.3g"))  # 0.25, not 2.5×10⁻¹
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"trained on {setting}" if setting else "training runs", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss, eq. (11), rolling mean")

@@ -163,3 +163,9 @@ def test_table_xiii_keeps_cpu_and_gpu_apart_and_names_the_device(tmp_path):
 @pytest.mark.parametrize("metric", ["latency GPU (ms)", "Params (M)"])
 def test_papers_table_xiii_latency_is_its_gpus(metric):
     assert metric in set(results.paper_table("XIII")["metric"])
+
+
+def test_rivals_are_not_drawn_in_the_colours_of_m2ir_or_restormer():
+    taken = {matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors[:4]}
+    for name in ("AdaIR", "PromptIR", "MoCE-IR", "IDR", "Identity (degraded input)"):
+        assert report.method_colour(name) not in taken - {report.GREY}, name
