@@ -25,6 +25,7 @@ def show_full_tables() -> None:
     pd.set_option("display.max_columns", None)
     pd.set_option("display.max_rows", 500)
     pd.set_option("display.width", None)
+    pd.set_option("display.expand_frame_repr", False)  # one block of columns, not wrapped
     pd.set_option("display.max_colwidth", None)
 
 
@@ -854,11 +855,12 @@ def plot_efficiency(
     path: str | Path | None = None,
     close: bool = False,
 ):
-    """Table XIII as bars, one panel per metric (log scale: 0.1M to 285M parameters), the
+    """Table XIII as bars, one panel per metric (log scale where values span 50×), the
     paper's rows and ours in every panel, each bar in its method's colour (`method_colour`),
     the paper's hatched. A latency panel names the devices measured on; a metric nobody
     measured here says so instead of a bar."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     from m2ir_lib.tables import PAPER_DEVICE
 
@@ -895,9 +897,11 @@ def plot_efficiency(
             )
             title += f"\nthis run: {where or 'not measured (no such device)'}"
         ax.set_title(title, fontsize=8)
-        if len(g):
+        if len(g) and g["value"].max() > 50 * g["value"].min():  # 0.06M to 285M parameters
             ax.set_xscale("log")
-        else:
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        elif not len(g):
             ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(methods)), methods, fontsize=7)
