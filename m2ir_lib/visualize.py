@@ -436,7 +436,7 @@ def plot_comparison(rows: list[dict], path: str | Path | None = None, zoom: floa
     methods = list(rows[0]["outputs"])
     ncol = 2 + len(methods)
     h, w = rows[0]["clean"].shape[-2:]
-    ratios = [h / w, 1.0] * len(rows)
+    ratios = [h / w, max(h / w, 0.7)] * len(rows)  # crops a little smaller than full width
     fig, axes = plt.subplots(
         2 * len(rows),
         ncol,
