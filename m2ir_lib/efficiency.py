@@ -511,7 +511,8 @@ def efficiency_table(
 
     Returns:
         DataFrame, one row per model: method, daclip, params_M, macs_G, attention_macs_G
-        (FLOPs column = MACs, as the paper reports them), latency_ms, cpu_mb, gpu_mb, device, ...
+        (FLOPs column = MACs, as the paper reports them), latency_ms_cpu, latency_ms_gpu
+        (the one not measured on is None), cpu_mb, gpu_mb, device (its name), ...
     """
     import pandas as pd
 
@@ -526,10 +527,12 @@ def efficiency_table(
         if count:  # FLOPs column = MACs, as the paper reports them (docs/readings.md §1)
             c = complexity_of(model, tuple(size))
             row.update(macs_G=c["macs"] / 1e9, attention_macs_G=c["attention_macs"] / 1e9)
-        row["latency_ms"] = measure_latency(
-            model, size, device, warmup, repeats, amp_dtype=amp_dtype
-        )
+        latency = measure_latency(model, size, device, warmup, repeats, amp_dtype=amp_dtype)
         cuda = torch.device(device).type == "cuda"
+        # CPU and GPU milliseconds are different quantities: each has its own column, and
+        # the device not measured on stays empty (never filled in).
+        row["latency_ms_cpu"] = None if cuda else latency
+        row["latency_ms_gpu"] = latency if cuda else None
         row["cpu_mb"] = (
             None if cuda else cpu_peak_rss_mb(cfg, mode, size, daclip_cfg, torch.get_num_threads())
         )

@@ -17,6 +17,20 @@ import pandas as pd
 from m2ir_lib import stats
 from m2ir_lib.results import AVERAGE, FLOOR, LOWER_IS_BETTER, STATUS, spec
 
+
+def show_full_tables() -> None:
+    """Let notebooks print whole tables: every column (Table III has 11 tasks × 2 metrics),
+    every row and whole notes, never a '…' in their place. Called when this module loads,
+    so every notebook that shows a table gets it."""
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.max_rows", 500)
+    pd.set_option("display.width", None)
+    pd.set_option("display.expand_frame_repr", False)  # one block of columns, not wrapped
+    pd.set_option("display.max_colwidth", None)
+
+
+show_full_tables()
+
 # ---------------------------------------------------------------------------- views
 
 
@@ -35,8 +49,7 @@ def wide_view(
         d = d[d["metric"].isin(metrics)]
     if methods is not None:
         d = d[(d["source"] == "reproduced") | d["method"].isin(methods)]
-    tasks = list(dict.fromkeys(d["task"]))
-    mets = list(dict.fromkeys(d["metric"]))
+    tasks, mets = _paper_order(d)
     wide = d.pivot_table(
         index=["source", "method"],
         columns=["task", "metric"],
@@ -45,7 +58,24 @@ def wide_view(
         sort=False,
     )
     cols = [(t, m) for t in tasks for m in mets if (t, m) in wide.columns]
-    return _rounded(wide[cols])
+    return _rounded(wide[cols].dropna(axis=1, how="all"))
+
+
+def _paper_order(d: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Tasks and metrics in the order of the paper's table (its reported file), then any
+    others in the order they appear."""
+    tasks, mets = list(dict.fromkeys(d["task"])), list(dict.fromkeys(d["metric"]))
+    if "table" in d and len(d) and d["table"].nunique() == 1:
+        from m2ir_lib.results import paper_table
+
+        try:
+            paper = paper_table(str(d["table"].iloc[0]))
+        except (FileNotFoundError, KeyError, ValueError):
+            return tasks, mets
+        p_tasks, p_mets = list(dict.fromkeys(paper["task"])), list(dict.fromkeys(paper["metric"]))
+        tasks = [t for t in p_tasks if t in tasks] + [t for t in tasks if t not in p_tasks]
+        mets = [m for m in p_mets if m in mets] + [m for m in mets if m not in p_mets]
+    return tasks, mets
 
 
 def _rounded(wide: pd.DataFrame) -> pd.DataFrame:
@@ -120,20 +150,68 @@ def schedule_line(profile: str, ablation: bool = False, seeds: int | None = None
     return Markdown(text)
 
 
+def efficiency_view(df: pd.DataFrame) -> pd.DataFrame:
+    """Table XIII as the paper prints it, methods × metrics in its column order
+    (`tables.EFFICIENCY_METRICS`; CPU and GPU latency apart), with the device each row was
+    measured on: the paper's RTX 4090 for its rows, this machine's CPU or GPU for ours."""
+    from m2ir_lib.tables import EFFICIENCY_METRICS, PAPER_DEVICE
+
+    d = df[df["metric"] != STATUS]
+    wide = d.pivot_table(
+        index=["source", "method"], columns="metric", values="value", aggfunc="first", sort=False
+    )
+    order = [m for m in EFFICIENCY_METRICS.values() if m in wide.columns]
+    wide = wide[order + [m for m in wide.columns if m not in order]].round(2)
+    devices = d.groupby(["source", "method"], sort=False)["device"].agg(
+        lambda x: "; ".join(dict.fromkeys(str(v) for v in x if isinstance(v, str) and v))
+    )
+    wide["measured on"] = [
+        PAPER_DEVICE if src == "paper" else devices.get((src, m), "") for src, m in wide.index
+    ]
+    wide.columns.name = None
+    return wide
+
+
 # ---------------------------------------------------------------------------- comparisons
 
 
 def side_by_side(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
-    """One row per method label (paper order), columns (metric, source): for ablation tables,
-    whose reproduced rows carry the paper's row labels."""
+    """One row per paper row label (paper order), columns (metric, source): for ablation
+    tables. Our row answering each paper row (`tables.paper_label`) sits beside it; where it
+    is labelled otherwise (a 'DACP (MLP prior)' row without DA-CLIP weights) the column
+    'this run's row' names it, so a run standing for two paper rows is seen as one run."""
+    from m2ir_lib.tables import paper_label
+
     d = df[df["metric"] != STATUS]
     if metrics:
         d = d[d["metric"].isin(metrics)]
-    order = list(dict.fromkeys(list(d.loc[d["source"] == "paper", "method"]) + list(d["method"])))
+    paper_rows = list(dict.fromkeys(d.loc[d["source"] == "paper", "method"]))
+    ran = {
+        m: paper_label(m, paper_rows) or m
+        for m in dict.fromkeys(d.loc[d["source"] != "paper", "method"])
+    }
+    d = d.assign(
+        method=[
+            m if s == "paper" else ran[m] for m, s in zip(d["method"], d["source"], strict=True)
+        ],
+    )
+    order = list(dict.fromkeys(paper_rows + list(d["method"])))
     wide = d.pivot_table(
         index="method", columns=["metric", "source"], values="value", aggfunc="first"
     )
-    return _rounded(wide.reindex([m for m in order if m in wide.index]))
+    wide = _rounded(wide.reindex([m for m in order if m in wide.index]))
+    relabelled = {v: k for k, v in ran.items() if k != v}
+    if relabelled:
+        from m2ir_lib.tables import ours_for
+
+        def said(m):
+            if m in relabelled:
+                return relabelled[m]
+            who = ours_for(m, relabelled.values()) if m in paper_rows else None
+            return f"not run; its stand-in: {who}" if who else ""
+
+        wide[("this run's row", "")] = [said(m) for m in wide.index]
+    return wide
 
 
 def margins(
@@ -153,7 +231,16 @@ def rank_agreement(df: pd.DataFrame, metric: str = "PSNR") -> dict:
     """Does our run order the rows like the paper? Kendall's τ between the paper's and our
     values over the method labels both have (1 = same order, −1 = reversed), with its exact
     permutation p-value (`stats.kendall_tau`; the degraded input's row is left out)."""
+    from m2ir_lib.tables import paper_label
+
     d = df[(df["metric"] == metric) & df["value"].notna() & (df["method"] != FLOOR)]
+    paper_rows = set(d.loc[d["source"] == "paper", "method"])
+    d = d.assign(
+        method=[
+            m if s == "paper" else (paper_label(m, paper_rows) or m)
+            for m, s in zip(d["method"], d["source"], strict=True)
+        ]
+    )
     wide = d.pivot_table(index="method", columns="source", values="value", aggfunc="first")
     wide = wide.dropna() if {"paper", "reproduced"} <= set(wide.columns) else wide.iloc[:0]
     if len(wide) < 3:
@@ -503,30 +590,49 @@ def _ablation_conclusions(df, per_image, metric, reference) -> str:
     if paper.empty:
         return f"The paper prints no {metric} for this table."
     task = paper["task"].iloc[0]
+    from m2ir_lib.tables import ours_for
+
     reference = reference or paper.loc[paper["value"].idxmax(), "method"]
     p_ref = float(paper.loc[paper["method"] == reference, "value"].iloc[0])
     have = set(per_image.loc[per_image["metric"] == metric, "method"])
-    if reference not in have:
+    ours_ref = ours_for(reference, have)  # without DA-CLIP weights: its MLP-prior run
+    if ours_ref is None:
         return f"The full model ('{reference}') has no {metric} here: nothing to compare with."
     k = 4 if metric in ("SSIM", "LPIPS") else 2
-    rows, verdicts = [], []
+    rows, verdicts, same = [], [], []
     for _, r in paper.iterrows():
-        if r["method"] == reference or r["method"] not in have:
+        who = ours_for(r["method"], have)
+        if r["method"] == reference or who is None:
+            continue
+        if who == ours_ref:  # e.g. the paper's 'DACP MLP' row when the full model is the MLP run
+            same.append(r["method"])
             continue
         gap = float(r["value"]) - p_ref
-        d = stats.difference(per_image, r["method"], reference, metric, [task])
-        f = stats.difference(per_image, r["method"], FLOOR, metric, [task])
+        d = stats.difference(per_image, who, ours_ref, metric, [task])
+        f = stats.difference(per_image, who, FLOOR, metric, [task])
         v = verdict(-1 if gap < 0 else 1, d, low) if gap != 0 else "—"
-        v = seed_checked(v, per_image, r["method"], reference, metric, [task])
+        v = seed_checked(v, per_image, who, ours_ref, metric, [task])
         verdicts.append(v)
-        rows.append(f"| {r['method']} | {gap:+.{k}f} | {_fmt(d, k)} | {v} | {_fmt(f, k)} |")
-    full_f = stats.difference(per_image, reference, FLOOR, metric, [task])
+        rows.append(f"| {who} | {gap:+.{k}f} | {_fmt(d, k)} | {v} | {_fmt(f, k)} |")
+    full_f = stats.difference(per_image, ours_ref, FLOOR, metric, [task])
     lines = [
         "| row | paper: row − full | this run: row − full [95 % CI] | verdict "
         "| this run: row − degraded input [95 % CI] |\n|---|---|---|---|---|\n" + "\n".join(rows)
     ]
     spread = paper["value"].max() - paper["value"].min()
     verdicts = [v for v in verdicts if v != "—"]
+    if ours_ref != reference or same:
+        lines.append(
+            f"The paper's full model '{reference}' is answered here by the run '{ours_ref}'"
+            + (" (no DA-CLIP weights: the MLP prior stands in)" if ours_ref != reference else "")
+            + (
+                f"; the paper's row(s) {', '.join(repr(m) for m in same)} are that same run, "
+                "shown once and not compared with itself"
+                if same
+                else ""
+            )
+            + "."
+        )
     lines.append(
         f"**Claim: the full model ('{reference}') is the best row** (paper: the other rows "
         f"{spread:.{k}f}{' dB' if metric == 'PSNR' else ''} or less below it). This run, "
@@ -535,11 +641,11 @@ def _ablation_conclusions(df, per_image, metric, reference) -> str:
         + (
             " A difference counts as resolved only when it keeps its sign against each of "
             "the full model's training seeds."
-            if len(set(per_image.loc[per_image["method"] == reference, "seed"])) > 1
+            if len(set(per_image.loc[per_image["method"] == ours_ref, "seed"])) > 1
             else ""
         )
     )
-    fv = seed_checked(verdict(1, full_f, low), per_image, reference, FLOOR, metric, [task])
+    fv = seed_checked(verdict(1, full_f, low), per_image, ours_ref, FLOOR, metric, [task])
     if fv == SUPPORTS:
         lines.append(f"The full model beats the degraded input by {_fmt(full_f, k)} {metric}.")
     else:
@@ -559,8 +665,8 @@ def _ablation_conclusions(df, per_image, metric, reference) -> str:
             f"Order of the rows: Kendall τ = {agree['kendall_tau']:.2f} over {agree['rows']} "
             f"rows, permutation p = {agree['p_value']:.2f}: {read}."
         )
-    lines.append(_seed_sentence(df, reference, task, metric))
-    lines.append(_data_sentence(df, reference))
+    lines.append(_seed_sentence(df, ours_ref, task, metric))
+    lines.append(_data_sentence(df, ours_ref))
     return "\n\n".join(lines)
 
 
@@ -571,6 +677,7 @@ BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#7f7f7f"
 # network's colour in every figure.
 SAME_AS = {
     "MST ✓ | DACP ✓ | special ✓ | shared ✓": "M²IR",
+    "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓": "M²IR",
     "N=4": "M²IR",
     "K=2": "M²IR",
     "charb ✓ | balance ✓ | FFT ✓": "M²IR",
@@ -596,7 +703,10 @@ def method_colour(label: str) -> str:
         return BLUE
     if label.startswith("Restormer"):
         return ORANGE
-    palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in (0, 2, 14)]
+    # tab20 without the blues, oranges and greys of M²IR, Restormer and the floor (and their
+    # light twins), so no other method is mistaken for them.
+    taken = (0, 1, 2, 3, 14, 15)
+    palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in taken]
     name = label.split(" (")[0]  # "AdaIR (ours, mini)", "AdaIR (released weights)": AdaIR's
     return matplotlib.colors.to_hex(palette[zlib.crc32(name.encode()) % len(palette)])
 
@@ -656,13 +766,22 @@ def plot_paper_vs_ours(
         d = d[(d["source"] == "reproduced") | d["method"].isin(paper_methods)]
     for c in ("ci_low", "ci_high"):
         d[c] = d[c] if c in d else np.nan
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), squeeze=False)
+    from m2ir_lib.tables import paper_label
+
+    paper_rows = list(dict.fromkeys(d.loc[d["source"] == "paper", "method"]))
+    as_paper = {m: paper_label(m, paper_rows) or m for m in dict.fromkeys(d["method"])}
+    order = list(dict.fromkeys(paper_rows + list(as_paper.values())))
+    # Room under the panels for the rotated row labels, so the plot keeps its height.
+    longest = max(len(str(x)) for x in (d["method"] if one_task else d["task"]))
+    fig, axes = plt.subplots(
+        1, 2, figsize=(12, 3.8 + 0.06 * longest), squeeze=False, layout="constrained"
+    )
     for ax, source in zip(axes[0], ("paper", "reproduced"), strict=True):
         s = d[d["source"] == source]
         floor = s[s["method"] == FLOOR]
         s = s[s["method"] != FLOOR]
-        if one_task:
-            xs = list(dict.fromkeys(d.loc[d["method"] != FLOOR, "method"]))
+        if one_task:  # each panel its own rows; ours in the paper's order, in its colours
+            xs = sorted(dict.fromkeys(s["method"]), key=lambda m: order.index(as_paper[m]))
             series = [(m, s[s["method"] == m], [i]) for i, m in enumerate(xs)]
         else:
             xs = list(dict.fromkeys(d["task"]))
@@ -685,7 +804,7 @@ def plot_paper_vs_ours(
                 g["value"],
                 yerr=err,
                 fmt="o",
-                color=method_colour(m),
+                color=method_colour(m if m in SAME_AS else as_paper[m]),
                 capsize=3,
                 label=None if one_task else m,
             )
@@ -695,7 +814,9 @@ def plot_paper_vs_ours(
                 ax.hlines(f["value"], xi - 0.4, xi + 0.4, color=GREY, linestyles="--")
         if len(floor):
             ax.plot([], [], "--", color=GREY, label=FLOOR)
-        ax.set_xticks(range(len(xs)), xs, rotation=60 if one_task else 45, ha="right")
+        ax.set_xticks(
+            range(len(xs)), xs, rotation=60 if one_task else 45, ha="right", rotation_mode="anchor"
+        )
         ax.set_xlim(-0.6, len(xs) - 0.4)
         if any(np.isfinite(values)):
             ax.set_ylim(*_limits(values, metric))
@@ -707,8 +828,7 @@ def plot_paper_vs_ours(
         )
         ax.grid(axis="y", alpha=0.3)
     table = d["table"].iloc[0]
-    fig.suptitle(title or f"Table {table}: {spec(table).title}", y=1.02)
-    fig.tight_layout()
+    fig.suptitle(title or f"Table {table}: {spec(table).title}")
     legend = {}  # one legend under both panels, so no entry hides a dot or the floor
     for ax in axes[0]:
         for h, lbl in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -717,11 +837,85 @@ def plot_paper_vs_ours(
         fig.legend(
             legend.values(),
             legend.keys(),
-            loc="upper center",
-            bbox_to_anchor=(0.5, 0.0),
+            loc="outside lower center",
             ncol=min(len(legend), 3),
             fontsize=8,
         )
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    if close:
+        plt.close(fig)
+    return fig
+
+
+def plot_efficiency(
+    df: pd.DataFrame,
+    metrics: tuple[str, ...] = ("Params (M)", "FLOPs (G)", "latency GPU (ms)", "latency CPU (ms)"),
+    path: str | Path | None = None,
+    close: bool = False,
+):
+    """Table XIII as bars, one panel per metric (log scale where values span 50×), the
+    paper's rows and ours in every panel, each bar in its method's colour (`method_colour`),
+    the paper's hatched. A latency panel names the devices measured on; a metric nobody
+    measured here says so instead of a bar."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    from m2ir_lib.tables import PAPER_DEVICE
+
+    d = df[(df["metric"].isin(metrics)) & np.isfinite(df["value"].astype(float))]
+    methods = list(dict.fromkeys(d["method"]))
+    if d.empty:
+        raise ValueError(f"no values of {metrics} to plot")
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(3.6 * len(metrics), 0.32 * len(methods) + 1.6),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        g = d[d["metric"] == metric].drop_duplicates(["source", "method"])
+        for _, r in g.iterrows():
+            ax.barh(
+                methods.index(r["method"]),
+                r["value"],
+                color=method_colour(r["method"]),
+                hatch="//" if r["source"] == "paper" else None,
+                edgecolor="white" if r["source"] == "paper" else None,
+            )
+        ours = g[g["source"] == "reproduced"]
+        where = "; ".join(
+            dict.fromkeys(str(v) for v in ours["device"] if str(v) not in ("", "nan"))
+        )
+        title = metric
+        if "latency" in metric:
+            title += (
+                f"\npaper: {PAPER_DEVICE.split(' (')[0]}" if (g["source"] == "paper").any() else ""
+            )
+            title += f"\nthis run: {where or 'not measured (no such device)'}"
+        ax.set_title(title, fontsize=8)
+        if len(g) and g["value"].max() > 50 * g["value"].min():  # 0.06M to 285M parameters
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        elif not len(g):
+            ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(methods)), methods, fontsize=7)
+    axes[0][0].invert_yaxis()
+    from matplotlib.patches import Patch
+
+    fig.legend(
+        [Patch(facecolor="grey", hatch="//", edgecolor="white"), Patch(facecolor="grey")],
+        ["the paper's number", "this run"],
+        loc="outside lower center",
+        ncol=2,
+        fontsize=8,
+    )
+    fig.suptitle("Table XIII: efficiency at 720×480")
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")

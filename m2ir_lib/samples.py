@@ -15,9 +15,14 @@ import torch
 from m2ir_lib import experiments
 
 
-def sample_items(data: experiments.Data, per_task: int = 1) -> list[dict]:
+def sample_items(data: experiments.Data, per_task: int = 1, distinct: bool = False) -> list[dict]:
     """The first `per_task` test items of every evaluated task ([] when the data is missing);
-    denoising contributes one noise level only."""
+    denoising contributes one noise level only.
+
+    With `distinct`, each task shows a photograph not yet shown for an earlier task, as long
+    as the test set has one (`distinct_items`): a figure with one row per task then shows
+    several scenes instead of the same one degraded in different ways.
+    """
     from m2ir_lib.data import EvalDataset
 
     if not data.available:
@@ -27,7 +32,7 @@ def sample_items(data: experiments.Data, per_task: int = 1) -> list[dict]:
         data.manifest,
         data.root,
         tasks=list(s.eval_tasks) if s.eval_tasks else None,
-        max_images=per_task,
+        max_images=per_task if not distinct else max(per_task, DISTINCT_POOL),
     )
     seen: dict[tuple, int] = {}
     out = []
@@ -37,6 +42,27 @@ def sample_items(data: experiments.Data, per_task: int = 1) -> list[dict]:
             continue  # one noise level is enough for a picture
         seen[key] = seen.get(key, 0) + 1
         out.append(item)
+    return distinct_items(out, per_task) if distinct else out
+
+
+DISTINCT_POOL = 12  # test images per task read to find scenes not shown yet
+
+
+def distinct_items(items: list[dict], per_task: int = 1) -> list[dict]:
+    """`per_task` items of every task (in the order the tasks first appear), each one a scene
+    (`name`) shown least often so far, the first such in test-set order: the tasks share no
+    photograph while the test set has enough of them."""
+    shown: dict[str, int] = {}
+    out = []
+    for task in dict.fromkeys(i["task"] for i in items):
+        pool = [i for i in items if i["task"] == task]
+        for _ in range(min(per_task, len(pool))):
+            k = min(
+                range(len(pool)), key=lambda j: shown.get(pool[j]["name"], 0)
+            )  # first least shown
+            pick = pool.pop(k)
+            shown[pick["name"]] = shown.get(pick["name"], 0) + 1
+            out.append(pick)
     return out
 
 
@@ -79,16 +105,31 @@ def example_item(data: experiments.Data, task: str) -> dict:
     }
 
 
+INPUT = "degraded input"
+
+
 @torch.no_grad()
 def restorations(models: dict, items: list[dict]) -> tuple[list[dict], pd.DataFrame]:
     """Every model's output on every item, with PSNR/SSIM (peer protocol): rows for
-    `plot_comparison` and a table (task, name, method, psnr, ssim)."""
+    `plot_comparison` (each with the input's own `input_psnr`) and a table (task, name,
+    method, psnr, ssim), the degraded input first as method `INPUT`."""
     from m2ir_lib.metrics import psnr_ssim
 
     rows, scores = [], []
     if not items:
         print("no test images (data missing): nothing restored")
     for item in items:
+        psnr, ssim = psnr_ssim(_hwc(item["degraded"]), _hwc(item["clean"]), "peer")
+        scores.append(
+            {
+                "task": item["task"],
+                "name": item["name"],
+                "method": INPUT,
+                "psnr": psnr,
+                "ssim": ssim,
+            }
+        )
+        item = {**item, "input_psnr": psnr}
         outputs = {}
         for label, model in models.items():
             out = model.eval()(item["degraded"][None])[0].clamp(0, 1)  # (3, H, W)

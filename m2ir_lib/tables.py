@@ -207,7 +207,7 @@ def training_plan(
     return out + [
         r
         for r in ablation_runs("VII", profile, data, **kw)
-        if method_of(r.label) in HEADLINE["VII"]
+        if paper_label(method_of(r.label), HEADLINE["VII"]) in HEADLINE["VII"]
     ]
 
 
@@ -638,37 +638,95 @@ def ablation_runs(
         )
         for label, m, t in ABLATIONS[table]
     ]
-    return _mark_duplicates(_seeded(table, runs, seeds), profile)
+    return _shown_once(_seeded(table, runs, seeds), profile)
 
 
-def _mark_duplicates(runs: list[Run], profile: str) -> list[Run]:
-    """Rows that became the same configuration (e.g. DA-CLIP → MLP fallback) say so."""
-    first: dict[Path, str] = {}
-    out = []
+MLP_PRIOR = "DACP (MLP prior)"  # what a 'DACP ✓' or 'DACP MLP' row ran without DA-CLIP weights
+
+
+def ran_label(label: str, model) -> str:
+    """The row label of what ran: a Table VII row whose prior is the learnable MLP says
+    'DACP (MLP prior)' in place of the paper's 'DACP ✓' (the fallback without DA-CLIP
+    weights, `experiments.DACLIP_NOTE`) or 'DACP MLP'; other labels are the paper's."""
+    if model.prior == "mlp" and model.special_experts:
+        return label.replace("DACP ✓", MLP_PRIOR).replace("DACP MLP", MLP_PRIOR)
+    return label
+
+
+def paper_label(label: str, paper_methods) -> str | None:
+    """The paper row a reproduced row label stands for: the label itself, or for a
+    'DACP (MLP prior)' row the paper's 'DACP MLP' row when it prints one, else its 'DACP ✓'
+    row (the MLP stands in for DA-CLIP); None when the paper has no such row."""
+    paper_methods = set(paper_methods)
+    for cand in (label, label.replace(MLP_PRIOR, "DACP MLP"), label.replace(MLP_PRIOR, "DACP ✓")):
+        if cand in paper_methods:
+            return cand
+    return None
+
+
+def ours_for(paper_row: str, methods) -> str | None:
+    """Our row that answers the paper's row `paper_row`: the same label, or its
+    'DACP (MLP prior)' version (without DA-CLIP weights the full model's row is the MLP run);
+    None when this run has none."""
+    methods = set(methods)
+    for cand in (
+        paper_row,
+        paper_row.replace("DACP ✓", MLP_PRIOR).replace("DACP MLP", MLP_PRIOR),
+    ):
+        if cand in methods:
+            return cand
+    return None
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(filter(None, notes))
+
+
+def _shown_once(runs: list[Run], profile: str) -> list[Run]:
+    """Label every run with what ran (`ran_label`) and keep one run per configuration: rows
+    that became the same run (without DA-CLIP weights the full model and the paper's 'DACP
+    MLP' row) are shown once, under one label, with a note naming both paper rows."""
+    first: dict[Path | str, int] = {}
+    out: list[Run] = []
     for r in runs:
-        d = run_dir(r, profile) if r.data.available else None
-        if d is not None and d in first:
+        row, tag = r.label.partition(SEED_TAG)[::2]
+        label = ran_label(row, r.model) + (f"{SEED_TAG}{tag}" if tag else "")
+        # The run's identity: its cache folder, or without data its whole configuration.
+        d = (
+            run_dir(r, profile)
+            if r.data.available
+            else repr((r.model, r.train, r.seed, r.tasks, r.repeats))
+        )
+        if d in first:
+            kept = out[first[d]]
+            if method_of(kept.label) == method_of(label):
+                also = f"also the paper's row '{row}': the same run, shown once"
+                out[first[d]] = dataclasses.replace(kept, note=_join(kept.note, also))
+                continue
             r = dataclasses.replace(
-                r,
-                note="; ".join(
-                    filter(None, [r.note, f"same configuration and run as row '{first[d]}'"])
-                ),
+                r, note=_join(r.note, f"same configuration and run as row '{kept.label}'")
             )
-        elif d is not None:
-            first[d] = r.label
+        r = dataclasses.replace(r, label=label)
+        if d not in first:
+            first[d] = len(out)
         out.append(r)
     return out
 
 
 # ---------------------------------------------------------------------------- Table XIII
 
+# `efficiency_table` column -> Table XIII metric, in the paper's column order; the paper's
+# latency is on its RTX 4090 (`PAPER_DEVICE`), so it is the GPU column, and a CPU latency
+# is a column of its own.
 EFFICIENCY_METRICS = {
     "params_M": "Params (M)",
     "macs_G": "FLOPs (G)",
-    "latency_ms": "latency (ms)",
+    "latency_ms_gpu": "latency GPU (ms)",
+    "latency_ms_cpu": "latency CPU (ms)",
     "cpu_mb": "CPU memory (MB)",
     "gpu_mb": "GPU memory (MB)",
 }
+PAPER_DEVICE = "NVIDIA RTX 4090 (the paper's, Table XIII)"
 PAPER_SIZE = (480, 720)  # Table XIII: 720×480 inputs
 
 
@@ -754,7 +812,9 @@ def efficiency_rows(
             results.status_row(
                 "XIII",
                 m["method"],
-                f"{name}: not measured on {device}",
+                f"{name}: not measured: "
+                + ("no GPU on this machine" if "GPU" in name else "measured on the GPU only")
+                + f" (ran on {m['device']})",
                 profile=profile,
                 seed=seed,
                 task="720×480",
@@ -857,7 +917,7 @@ def measured_gpu_rows(profile: str, folder: str | Path = MEASURED, seed: int = 0
             if fp32 is None or name not in GPU_LABELS:
                 continue
             values = {
-                ("720×480", "latency (ms)"): fp32["latency_ms"],
+                ("720×480", "latency GPU (ms)"): fp32["latency_ms"],
                 ("720×480", "GPU memory (MB)"): fp32["gpu_peak_mb"],
             }
             note = f"{path.relative_to(results.repo_root())}: torch {env['torch']}, fp32"

@@ -222,6 +222,60 @@ def tsne_verdict(stats: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------- plot
 
 
+def plot_training_curves(log: pd.DataFrame, path: str | Path | None = None, ncols: int = 3):
+    """Training loss of eq. (11) per iteration (rolling mean, log scale), one panel per data
+    setting (the `runinfo.unique` prefix 'setting: '), each network in its colour of every
+    figure (`report.method_colour`), extra training seeds dashed and dotted in the same colour.
+
+    Args:
+        log: `runinfo.curves`' frame (run, step, loss_smoothed).
+        path: PNG to write, if given.
+        ncols: panels per row.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+    from m2ir_lib.report import method_colour
+    from m2ir_lib.tables import SEED_TAG
+
+    if log.empty:
+        print("no training logs to plot")
+        return None
+    runs = list(dict.fromkeys(log["run"]))
+    split = {r: r.split(": ", 1) if ": " in r else ["", r] for r in runs}
+    settings = list(dict.fromkeys(s for s, _ in split.values()))
+    ncols = min(ncols, len(settings))
+    nrows = -(-len(settings) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, squeeze=False, figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained"
+    )
+    styles = ["-", "--", ":", "-."]
+    for ax, setting in zip(axes.flat, settings, strict=False):
+        for run in (r for r in runs if split[r][0] == setting):
+            label = split[run][1]
+            row, _, seed = label.partition(SEED_TAG)
+            g = log[log["run"] == run]
+            ax.plot(
+                g["step"],
+                g["loss_smoothed"],
+                color=method_colour(row),
+                linestyle=styles[int(seed) % len(styles)] if seed.isdigit() else "-",
+                label=label,
+            )
+        ax.set_yscale("log")
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis(FormatStrFormatter("%.3g"))  # 0.25, not 2.5×10⁻¹
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"trained on {setting}" if setting else "training runs", fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss, eq. (11), rolling mean")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
+    for ax in axes.flat[len(settings) :]:
+        ax.axis("off")
+    return _save(fig, path)
+
+
 def plot_pairs(items: list[dict], path: str | Path | None = None):
     """Degraded input above clean target for each item (`EvalDataset` dicts)."""
     import matplotlib.pyplot as plt
@@ -244,7 +298,8 @@ def plot_pairs(items: list[dict], path: str | Path | None = None):
 
 
 def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "gate"):
-    """Fig. 9: for each (degraded, GT) pair, the image then one gate map per encoder level.
+    """Fig. 9: for each (degraded, GT) pair, the image then one gate map per encoder level,
+    each level with its colour bar (shared by the input and its GT).
 
     Args:
         pairs: dicts with `task`, `degraded`, `clean` (3, H, W) and `gates_degraded`,
@@ -254,12 +309,15 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
     """
     import matplotlib.pyplot as plt
 
+    what = {"gate": "gate σ(W_l² X)", "mask": "mask σ(W_d W_l¹ X)"}[kind]
     names = list(pairs[0]["gates_degraded"])
+    h, w = pairs[0]["clean"].shape[-2:]
     fig, axes = plt.subplots(
         2 * len(pairs),
         1 + len(names),
         squeeze=False,
-        figsize=(2.0 * (1 + len(names)), 2.0 * 2 * len(pairs)),
+        figsize=(2.6 * (1 + len(names)), (2.4 * h / w + 0.5) * 2 * len(pairs)),
+        layout="constrained",
     )
     for r, pair in enumerate(pairs):
         # One colour scale per level, shared by input and GT so the two stay comparable, and
@@ -276,29 +334,46 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
             row = axes[2 * r + j]
             row[0].imshow(_hwc(pair[which]))
             row[0].set_title(
-                f"{pair['task']}: {'input' if which == 'degraded' else 'GT'}", fontsize=8
+                f"{pair['task']}: {'degraded input' if which == 'degraded' else 'ground truth'}",
+                fontsize=8,
             )
             for c, name in enumerate(names, start=1):
                 lo, hi = scale[name]
                 row[c].imshow(maps[which][name], cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6))
-                row[c].set_title(f"{name} [{lo:.2f}, {hi:.2f}]", fontsize=7)
+                row[c].set_title(f"{name}, channel mean", fontsize=7)
+        for c in range(1, 1 + len(names)):
+            bar = fig.colorbar(
+                axes[2 * r, c].images[0], ax=[axes[2 * r, c], axes[2 * r + 1, c]], shrink=0.8
+            )
+            bar.set_label(what, fontsize=7)
+            bar.ax.tick_params(labelsize=6)
     for ax in axes.flat:
-        ax.axis("off")
-    fig.tight_layout()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        f"Fig. 9: MSA {what} per encoder block (colour range: 1st–99th percentile of the pair)",
+        fontsize=9,
+    )
     return _save(fig, path)
 
 
 def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path | None = None):
-    """Fig. 5 made visible: per ADEC, the top-1 specialised expert of every pixel and each
-    expert's confidence s' (eq. 4)."""
+    """Fig. 5 made visible: per ADEC, the top-1 specialised expert of every pixel (legend:
+    one colour per expert) and each expert's confidence s' (eq. 4, colour bar 0–1)."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     if not routings:
         raise ValueError("no routing to show (DGEA without specialised experts)")
     n = routings[0].confidence.shape[1]
     fig, axes = plt.subplots(
-        len(routings), 2 + n, squeeze=False, figsize=(2.0 * (2 + n), 2.0 * len(routings))
+        len(routings),
+        2 + n,
+        squeeze=False,
+        figsize=(2.2 * (2 + n) + 1.2, 2.2 * len(routings)),
+        layout="constrained",
     )
+    cmap = plt.get_cmap("tab10")
     for r, rt in enumerate(routings):
         axes[r, 0].imshow(_hwc(image))
         axes[r, 0].set_title(f"ADEC {r + 1} input", fontsize=8)
@@ -306,11 +381,22 @@ def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path 
         axes[r, 1].imshow(top1, cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
         axes[r, 1].set_title(f"top-1 expert ({tuple(top1.shape)})", fontsize=8)
         for e in range(n):
-            axes[r, 2 + e].imshow(rt.confidence[0, e].cpu(), cmap="magma", vmin=0, vmax=1)
-            axes[r, 2 + e].set_title(f"s'_{e + 1}", fontsize=8)
+            im = axes[r, 2 + e].imshow(rt.confidence[0, e].cpu(), cmap="magma", vmin=0, vmax=1)
+            axes[r, 2 + e].set_title(f"confidence s'_{e + 1}", fontsize=8)
+        bar = fig.colorbar(im, ax=list(axes[r, 2:]), shrink=0.8)
+        bar.set_label("s' (eq. 4)", fontsize=7)
     for ax in axes.flat:
-        ax.axis("off")
-    fig.tight_layout()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.legend(
+        [Patch(color=cmap(e)) for e in range(n)],
+        [f"expert {e + 1}" for e in range(n)],
+        loc="outside lower center",
+        ncol=n,
+        fontsize=8,
+        title="top-1 expert",
+        title_fontsize=8,
+    )
     return _save(fig, path)
 
 
@@ -333,28 +419,66 @@ def plot_tsne(panels: dict[str, tuple[np.ndarray, list[str]]], path: str | Path 
     return _save(fig, path)
 
 
-def plot_comparison(rows: list[dict], path: str | Path | None = None):
-    """Figs. 6–8: per row, degraded input, each method's output (with PSNR) and the GT.
+def plot_comparison(rows: list[dict], path: str | Path | None = None, zoom: float = 1 / 3):
+    """Figs. 6–8: per row, degraded input, each method's output and the GT, each with its
+    PSNR against the GT, and under them the same zoomed crop of every panel, as the paper's
+    figures show: the crop (green box) is where the input is most degraded (`crop_box`).
 
     Args:
-        rows: dicts with `task`, `degraded`, `clean` (3, H, W) and `outputs`
-            {method: (image (3, H, W), psnr)}.
+        rows: `samples.restorations`' rows: `task`, `name`, `degraded`, `clean` (3, H, W),
+            `input_psnr` and `outputs` {method: (image (3, H, W), psnr)}.
+        path: PNG to write, if given.
+        zoom: side of the crop as a fraction of the image's shorter side.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     methods = list(rows[0]["outputs"])
     ncol = 2 + len(methods)
-    fig, axes = plt.subplots(len(rows), ncol, squeeze=False, figsize=(2.3 * ncol, 2.3 * len(rows)))
+    h, w = rows[0]["clean"].shape[-2:]
+    ratios = [h / w, max(h / w, 0.7)] * len(rows)  # crops a little smaller than full width
+    fig, axes = plt.subplots(
+        2 * len(rows),
+        ncol,
+        squeeze=False,
+        figsize=(2.3 * ncol, sum(2.3 * r + 0.5 for r in ratios)),
+        height_ratios=ratios,
+        layout="constrained",
+    )
     for r, row in enumerate(rows):
-        panels = [(f"{row['task']}: input", row["degraded"])]
+        sigma = row.get("sigma")
+        task = row["task"] + (f" σ={int(sigma)}" if sigma == sigma and sigma else "")
+        psnr_in = row.get("input_psnr", float("nan"))
+        panels = [(f"{task}, {row.get('name', '')}\ninput {psnr_in:.2f} dB", row["degraded"])]
         panels += [(f"{m}\n{psnr:.2f} dB", img) for m, (img, psnr) in row["outputs"].items()]
-        panels += [("GT", row["clean"])]
-        for ax, (title, img) in zip(axes[r], panels, strict=True):
-            ax.imshow(_hwc(img))
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-    fig.tight_layout()
+        panels += [("GT\n(PSNR ∞)", row["clean"])]
+        y, x, side = crop_box(row["degraded"], row["clean"], zoom)
+        for c, (title, img) in enumerate(panels):
+            full, crop = axes[2 * r, c], axes[2 * r + 1, c]
+            full.imshow(_hwc(img))
+            full.add_patch(Rectangle((x - 0.5, y - 0.5), side, side, fill=False, ec="lime", lw=1.2))
+            full.set_title(title, fontsize=8)
+            crop.imshow(_hwc(img[:, y : y + side, x : x + side]), interpolation="nearest")
+            crop.set_title(f"zoom ×{min(img.shape[-2:]) / side:.0f}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
     return _save(fig, path)
+
+
+def crop_box(degraded: torch.Tensor, clean: torch.Tensor, zoom: float = 1 / 3):
+    """(y, x, side) of the square crop, `zoom` of the shorter side, where the input differs
+    most from its GT (mean |degraded − GT| over the window, stride side/4): the region
+    where restorations differ, as the paper's zoomed crops are."""
+    import torch.nn.functional as F
+
+    h, w = clean.shape[-2:]
+    side = max(4, int(min(h, w) * zoom))
+    stride = max(1, side // 4)
+    damage = (degraded - clean).abs().mean(0)[None, None]
+    score = F.avg_pool2d(damage, side, stride)[0, 0]
+    i = int(score.flatten().argmax())
+    return (i // score.shape[1]) * stride, (i % score.shape[1]) * stride, side
 
 
 # ---------------------------------------------------------------------------- helpers

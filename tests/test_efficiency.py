@@ -111,12 +111,16 @@ def test_latency_memory_and_table():
         "params_M",
         "macs_G",
         "attention_macs_G",
-        "latency_ms",
+        "latency_ms_cpu",
+        "latency_ms_gpu",
         "cpu_mb",
         "gpu_mb",
         "device",
     } <= set(table.columns)
     assert table["cpu_mb"].gt(0).all() and table["gpu_mb"].isna().all()
+    # measured on the CPU: the CPU latency column is filled, the GPU one left empty
+    assert table["latency_ms_cpu"].gt(0).all() and table["latency_ms_gpu"].isna().all()
+    assert table["device"].str.startswith("CPU").all()
     params = table.set_index("method")["params_M"]
     assert params["M²IR"] > params["M²IR (w/o DA-CLIP)"] > params["Restormer-style baseline"]
 

@@ -1,6 +1,7 @@
 """The workbook's table plumbing: long rows, computed averages, atomic writes, views, and the
 table definitions that map our runs onto the paper's rows (results, report, tables)."""
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -165,6 +166,52 @@ def test_task_keys_name_the_papers_columns():
     values, missing = tables.summary_values("IV", summary)
     assert values == {("derain", "PSNR"): 30.0, ("derain", "SSIM"): 0.9}
     assert missing == ["derain LPIPS: n/a (weights unavailable)"]
+
+
+def test_table_vii_rows_say_which_prior_ran_and_one_run_is_shown_once(tmp_path, monkeypatch):
+    """Without DA-CLIP weights a 'DACP ✓' row ran the MLP prior and says so; the full model
+    and the paper's 'DACP MLP' row are then one run, listed once with both paper rows named."""
+    monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
+    data = experiments.locate("derain", "smoke")
+    assert data.available
+    labels = [r.label for r in tables.ablation_runs("VII", "smoke", data)]
+    assert not any("DACP ✓" in x for x in labels)  # nothing ran DA-CLIP
+    mlp = "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"
+    assert labels.count(mlp) == 1 and "MST ✓ | DACP MLP | special ✓ | shared ✓" not in labels
+    assert len(labels) == len(set(labels)) == len(tables.ABLATIONS["VII"]) - 1
+    runs = {r.label: r for r in tables.ablation_runs("VII", "smoke", data)}
+    assert runs[mlp].model.prior == "mlp"
+    assert "'MST ✓ | DACP ✓ | special ✓ | shared ✓': the same run, shown once" in runs[mlp].note
+    assert "MST ✗ | DACP (MLP prior) | special ✓ | shared ✓" in runs
+    # with DA-CLIP weights, the full row is the paper's and the MLP row stays apart
+    cfg = dataclasses.replace(runs[mlp].model, prior="daclip")
+    assert tables.ran_label("MST ✓ | DACP ✓ | special ✓ | shared ✓", cfg) == (
+        "MST ✓ | DACP ✓ | special ✓ | shared ✓"
+    )
+    # the seeded headline rows still train in notebook 02
+    plan = [tables.method_of(r.label) for r in tables.training_plan("smoke", seeds=2)]
+    assert plan.count(mlp) == 2
+
+
+def test_paper_rows_are_matched_to_the_rows_that_ran():
+    paper = results.paper_table("VII")
+    mine = [
+        ours("VII", "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓", {("derain", "PSNR"): 31.0}),
+        ours("VII", "MST ✓ | DACP (MLP prior) | special ✓ | shared ✗", {("derain", "PSNR"): 30.0}),
+        ours("VII", "MST ✗ | DACP ✗ | special ✗ | shared ✗", {("derain", "PSNR"): 29.0}),
+    ]
+    side = report.side_by_side(pd.concat([paper, *mine]), metrics=["PSNR"])
+    said = side[("this run's row", "")]
+    # the MLP run answers the paper's MLP row; the DA-CLIP full row was not run
+    assert side.loc["MST ✓ | DACP MLP | special ✓ | shared ✓", ("PSNR", "reproduced")] == 31.0
+    assert said["MST ✓ | DACP MLP | special ✓ | shared ✓"].startswith("MST ✓ | DACP (MLP prior)")
+    full = "MST ✓ | DACP ✓ | special ✓ | shared ✓"
+    assert pd.isna(side.loc[full, ("PSNR", "reproduced")])
+    assert said[full].startswith("not run; its stand-in: MST ✓ | DACP (MLP prior)")
+    assert side.loc["MST ✓ | DACP ✓ | special ✓ | shared ✗", ("PSNR", "reproduced")] == 30.0
+    assert tables.ours_for(full, ["MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"])
+    assert tables.paper_label("N=4", ["N=2", "N=4"]) == "N=4"
+    assert tables.paper_label("mine", ["N=4"]) is None
 
 
 def test_plan_falls_back_to_the_mlp_prior_and_says_so():
@@ -334,11 +381,17 @@ def test_headline_rows_train_with_several_seeds_on_the_same_data():
     data = experiments.Data("derain", None, None, "test", "no data")
     runs = tables.ablation_runs("VII", "smoke", data, seed=5, seeds=3)
     labels = [r.label for r in runs]
-    full, off = tables.HEADLINE["VII"][1], tables.HEADLINE["VII"][0]
+    off = tables.HEADLINE["VII"][0]
+    full = "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"  # no DA-CLIP weights: the MLP ran
     assert [r.seed for r in runs if tables.method_of(r.label) == full] == [5, 6, 7]
     assert f"{off}{tables.SEED_TAG}6" in labels
-    assert len(runs) == len(tables.ABLATIONS["VII"]) + 4  # two rows, two extra seeds each
-    assert tables.rows_of(runs) == [label for label, _, _ in tables.ABLATIONS["VII"]]
+    # two rows, two extra seeds each; the full model is the paper's 'DACP MLP' run, shown once
+    assert len(runs) == len(tables.ABLATIONS["VII"]) + 4 - 1
+    assert tables.rows_of(runs) == [
+        label.replace("DACP ✓", "DACP (MLP prior)").replace("DACP MLP", "DACP (MLP prior)")
+        for label, _, _ in tables.ABLATIONS["VII"]
+        if label != "MST ✓ | DACP ✓ | special ✓ | shared ✓"
+    ]
     assert len(tables.ablation_runs("VIII", "smoke", data, seeds=1)) == 5  # one seed: as before
     nine = tables.ablation_runs("IX", "smoke", data, seeds=3)  # only the full row is seeded
     assert [r.label for r in nine][:4] == ["K=1", "K=2", "K=2 · seed 1", "K=2 · seed 2"]
@@ -360,7 +413,7 @@ def test_full_rows_of_tables_viii_to_xii_are_table_viis_full_run():
     """Their seeds come from the run cache only if the configurations are identical."""
     data = experiments.Data("derain", None, None, "test", "no data")
     vii = tables.ablation_runs("VII", "mini", data)
-    full = next(r for r in vii if r.label == tables.HEADLINE["VII"][1])
+    full = next(r for r in vii if r.label == "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓")
     for table, (label,) in ((t, tables.HEADLINE[t]) for t in ("VIII", "IX", "X", "XI", "XII")):
         row = next(r for r in tables.ablation_runs(table, "mini", data) if r.label == label)
         assert (row.model, row.train) == (full.model, full.train), table

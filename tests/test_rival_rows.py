@@ -142,8 +142,21 @@ def test_table_xiii_measures_the_rivals_beside_m2ir(monkeypatch):
     got = rows[rows["metric"] != results.STATUS].pivot_table(
         index="method", columns="metric", values="value"
     )
+    latency = "latency GPU (ms)" if torch.cuda.is_available() else "latency CPU (ms)"
     for name in ("Restormer", "PromptIR", "AdaIR"):
-        assert got.loc[f"{name} (ours, smoke config)", "latency (ms)"] > 0
+        assert got.loc[f"{name} (ours, smoke config)", latency] > 0
+    # CPU and GPU milliseconds never share a column; the device not present is a status row
+    assert "latency (ms)" not in got.columns
+    if not torch.cuda.is_available():
+        assert "latency GPU (ms)" not in got.columns
+        lost = rows.loc[
+            (rows["metric"] == results.STATUS)
+            & (rows["method"] == "M²IR (ours, smoke config, w/o DA-CLIP)"),
+            "note",
+        ]
+        assert any(n.startswith("latency GPU (ms): not measured: no GPU") for n in lost)
+        measured = rows[(rows["metric"] == "latency CPU (ms)")]
+        assert measured["device"].str.startswith("CPU").all()
         assert got.loc[f"{name} (ours, smoke config)", "FLOPs (G)"] > 0
     paper = got.loc["PromptIR (authors' config)"]
     assert paper["Params (M)"] == pytest.approx(35.592263)
