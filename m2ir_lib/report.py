@@ -111,7 +111,7 @@ def interval_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.Data
         text = f"{r['value']:.{k}f}"
         if np.isfinite(r["ci_low"]):
             text += f" [{r['ci_low']:.{k}f}, {r['ci_high']:.{k}f}]"
-        if r["n_seeds"] == r["n_seeds"] and r["n_seeds"] > 1:
+        if pd.notna(r["n_seeds"]) and r["n_seeds"] > 1:
             text += f" sd {r['seed_sd']:.{k}f}/{int(r['n_seeds'])} seeds"
         return ("▼ " if str(r["at_or_below_floor"]) == "True" else "") + text
 
