@@ -225,9 +225,7 @@ CHANGE = "psnr_change_off"  # PSNR with the branch off − PSNR as trained, dB, 
 ALL = "all"  # the position of a change row: every ADEC is switched off together
 
 
-def table_summary(
-    table: str, runs, ckpts: dict, *, profile: str, data=None
-) -> pd.DataFrame:
+def table_summary(table: str, runs, ckpts: dict, *, profile: str, data=None) -> pd.DataFrame:
     """What ADEC does in a comparison table's M²IR runs: gates and the PSNR change when off.
 
     For every trained run whose network has ADECs (not the Restormer-style row, not the
@@ -251,7 +249,7 @@ def table_summary(
     from m2ir_lib.config import M2IRConfig
     from m2ir_lib.runs import load_checkpoint
 
-    has_avg = results.AVERAGE in set(results.paper_table(table)["task"])
+    order = list(dict.fromkeys(results.paper_table(table)["task"]))  # the paper's columns
     rows = []
     for r in runs:
         test = data or r.data
@@ -271,9 +269,9 @@ def table_summary(
             long = tables.per_image_rows(table, method, base["run"], r.seed, img)
             long = long[long["metric"] == "PSNR"].assign(sigma=lambda d: d["sigma"].astype(str))
             side[off] = long.set_index(["task", "dataset", "sigma", "image"])["value"]
-        tasks = list(dict.fromkeys(side[False].index.get_level_values("task")))
+        tasks = [t for t in order if t in set(side[False].index.get_level_values("task"))]
         groups = [(t, [t]) for t in tasks]
-        groups += [(results.AVERAGE, tasks)] if has_avg and len(tasks) > 1 else []
+        groups += [(results.AVERAGE, tasks)] if results.AVERAGE in order and len(tasks) > 1 else []
         for name, ts in groups:
             on = [side[False].xs(t, level="task") for t in ts]
             off = [side[True].xs(t, level="task") for t in ts]
@@ -344,13 +342,13 @@ def adec_text(summary: pd.DataFrame):
             v = change_verdict(r)
             if r["task"] != report.AVERAGE:
                 verdicts.append(v)
-            seed = f", seed {r['seed']}" if several else ""
+            seed = f"n={int(r['n'])}, seed {r['seed']}" if several else f"n={int(r['n'])}"
             ci = (f"[{_db(r['ci_low'])}, {_db(r['ci_high'])}]" if np.isfinite(r["ci_low"])
                   else "(no interval)")  # fmt: skip
             why = f" (the whole interval within ±{NEGLIGIBLE_DB} dB)" if negligible(r) else ""
             bullets.append(
                 f"- switching ADEC off changes PSNR by {_db(r['value'])} dB {ci} on "
-                f"{r['task']} ({r['psnr_on']:.2f} → {r['psnr_off']:.2f} dB, n={int(r['n'])}{seed}): "
+                f"{r['task']} ({r['psnr_on']:.2f} → {r['psnr_off']:.2f} dB, {seed}): "
                 f"{v} the claim that ADEC matters{why}"
             )
         lines.append("\n".join(bullets))
