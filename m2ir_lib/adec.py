@@ -7,6 +7,8 @@ routing does, so a table that credits ADEC should show both numbers:
     gates = adec.adec_gates(ckpt)                          # |α|, β per ADEC
     share = adec.branch_share(ckpt, images)                # ‖α⊙X̃‖ / ‖β⊙X̂‖ per ADEC
     per_image, summary = adec.adec_ablation(ckpt, data)    # PSNR with the branch on and off
+    rows = adec.table_summary("I", runs, ckpts, profile=p)  # Tables I–V: per run, cached
+    adec.adec_text(rows)                                     # the notebook's verdict prose
 
 "Off" forces α = 0 in every ADEC (X' = β⊙X̂: the decoder sees its own features, scaled as
 trained); nothing is retrained, so the difference is what the trained branch contributes.
@@ -232,9 +234,10 @@ def table_summary(table: str, runs, ckpts: dict, *, profile: str, data=None) -> 
     rivals), each seed apart: one row per ADEC position and gate (`GATES`, read from the
     checkpoint) and one row per column of the paper's table (plus the Average where the
     paper has one and the run covers several columns) with the mean over test images of
-    PSNR(off) − PSNR(on), its paired 95 % bootstrap interval (`stats.paired_difference`,
-    same images on both sides) and the two means. "On" is `tables.evaluate_run`'s cached
-    evaluation (the table's own numbers); "off" is one more pass with α = 0, cached beside it.
+    PSNR(off) − PSNR(on), its paired 95 % bootstrap interval
+    (`stats.paired_difference_of_means`, same images on both sides) and the two means.
+    "On" is `tables.evaluate_run`'s cached evaluation (the table's own numbers); "off" is one
+    more pass with α = 0, cached beside it.
 
     Args:
         table: Roman number ("I" … "V").
