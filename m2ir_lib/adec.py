@@ -312,7 +312,10 @@ def change_verdict(row) -> str:
 
 
 def _db(x: float) -> str:
-    return f"{x:+.2f}" if abs(x) >= 0.005 or x == 0 else f"{x:+.1e}"
+    """dB with the digits that show where it lies against `NEGLIGIBLE_DB`."""
+    if abs(x) >= 0.095 or x == 0:
+        return f"{x:+.2f}"
+    return f"{x:+.3f}" if abs(x) >= 0.0005 else f"{x:+.1e}"
 
 
 def adec_text(summary: pd.DataFrame):
