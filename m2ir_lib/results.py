@@ -408,6 +408,17 @@ def write_per_image(
     return write_frame(per_image[PER_IMAGE_COLUMNS], profile, f"{spec(table).stem}_per_image", root)
 
 
+def write_adec(summary: pd.DataFrame, profile: str, table: str, root: str | Path | None = None):
+    """Write a table's ADEC report (`adec.table_summary`) to `results/<profile>/<stem>_adec.csv`
+    (atomic); an empty one (no M²IR run trained) is written with its header only."""
+    from m2ir_lib.adec import ADEC_COLUMNS
+
+    missing = [c for c in ADEC_COLUMNS if c not in summary.columns]
+    if missing:
+        raise ValueError(f"ADEC rows lack columns {missing}; expected {ADEC_COLUMNS}")
+    return write_frame(summary[ADEC_COLUMNS], profile, f"{spec(table).stem}_adec", root)
+
+
 def read_per_image(profile: str, table: str, root: str | Path | None = None) -> pd.DataFrame:
     """Read back `write_per_image`'s file; a clear error when the table was not evaluated."""
     from m2ir_lib.stats import PER_IMAGE_COLUMNS

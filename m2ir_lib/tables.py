@@ -252,9 +252,13 @@ def evaluate_run(
     profile: str,
     daclip_checkpoint: str = "",
     inception_weights: str = "",
+    *,
+    adec_off: bool = False,
 ):
     """`evaluate` a checkpoint (None = the degraded input itself) on a setting's test split;
-    FID (WeatherBench) when `inception_weights` names pytorch-fid's weights file.
+    FID (WeatherBench) when `inception_weights` names pytorch-fid's weights file; with
+    `adec_off`, the network with every ADEC's α set to 0 (`adec.switch_off`: its expert
+    branch switched off), on the same images, cached apart (`eval-adec-off-<key>.csv`).
 
     The per-image scores are cached beside the checkpoint (`runs/<profile>/identity/` for the
     degraded input), keyed by the checkpoint file, the manifest, the protocol and the library's
@@ -267,6 +271,14 @@ def evaluate_run(
     if ckpt is None:
         return _evaluate_cached(None, None, runs_root() / profile / "identity", data, profile,
                                 "", inception_weights)  # fmt: skip
+    if adec_off:
+        from m2ir_lib.adec import switch_off
+
+        return _evaluate_cached(
+            lambda: switch_off(load_checkpoint(ckpt, daclip_checkpoint or None)[0]),
+            ckpt, Path(ckpt).parent, data, profile, daclip_checkpoint, inception_weights,
+            tag="adec-off",
+        )  # fmt: skip
     return _evaluate_cached(
         lambda: load_checkpoint(ckpt, daclip_checkpoint or None)[0],
         ckpt, Path(ckpt).parent, data, profile, daclip_checkpoint, inception_weights,
@@ -287,9 +299,12 @@ def evaluate_weights(name: str, weights: Path, data: Data, profile: str, incepti
     )  # fmt: skip
 
 
-def _evaluate_cached(build, weights, folder, data, profile, daclip_checkpoint, inception_weights):
+def _evaluate_cached(
+    build, weights, folder, data, profile, daclip_checkpoint, inception_weights, tag=""
+):
     """Per-image scores and summary of `build()`'s network (None: the degraded input), read from
-    `folder`'s cache when the weights file, manifest, protocol and code are unchanged."""
+    `folder`'s cache when the weights file, manifest, protocol and code are unchanged; `tag`
+    names a variant of the same weights (e.g. "adec-off") so its cache file stays apart."""
     from m2ir_lib.evaluate import evaluate, evaluate_identity, summarize
 
     s = SETTINGS[data.setting]
@@ -299,7 +314,8 @@ def _evaluate_cached(build, weights, folder, data, profile, daclip_checkpoint, i
         max_images=get_profile(profile).eval_max_images,
         inception_weights=inception_weights or None,
     )
-    cache = folder / f"eval-{_eval_key(weights, data, s.protocol, kw, daclip_checkpoint)}.csv"
+    key = _eval_key(weights, data, s.protocol, kw, daclip_checkpoint)
+    cache = folder / f"eval-{tag + '-' if tag else ''}{key}.csv"
     if cache.is_file() and not inception_weights:
         img = pd.read_csv(
             cache,

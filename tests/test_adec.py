@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -127,3 +129,131 @@ def test_table_runs_use_the_sized_baseline(monkeypatch):
     base = runs["Restormer-style (ours, mini)"]
     assert base.model.num_blocks == (1, 2, 2, 4) and base.model.block == "transformer"
     assert runs["M²IR (ours, mini)"].model.num_blocks == (1, 2, 2, 2)
+
+
+# ---------------------------------------------------------------------------- Tables I–V report
+
+
+def _saved(model, path):
+    """A checkpoint of `model` as training writes it (`checkpoint.save_checkpoint`)."""
+    from m2ir_lib.checkpoint import config_to_dict, save_checkpoint
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    path.parent.mkdir(parents=True)
+    meta = {"model_cfg": config_to_dict(model.cfg)}
+    return save_checkpoint(path, model, opt, sched, 0, meta)
+
+
+@pytest.fixture(scope="module")
+def smoke_3d(tmp_path_factory):
+    from data_prep.mini import build
+
+    root = tmp_path_factory.mktemp("adec") / "smoke"
+    paths = build(root, seed=0, size="smoke")
+    return experiments.Data("3d", paths["mini_3d"], root, "smoke stand-in")
+
+
+def _table_i(tmp_path, data, alpha):
+    """Table I's runs (M²IR with two seeds, the Restormer-style row) with saved checkpoints."""
+    from m2ir_lib import tables
+
+    cfg = dataclasses.replace(SMOKE, adec_alpha_init=alpha)
+    m2ir = experiments.plan("M²IR (ours, smoke)", "smoke", data, model={"adec_alpha_init": alpha})
+    seed1 = dataclasses.replace(m2ir, seed=1, label=f"{m2ir.label}{tables.SEED_TAG}1")
+    base = experiments.plan("Restormer-style", "smoke", data, model=experiments.BASELINE)
+    ckpts = {}
+    for i, r in enumerate([m2ir, seed1]):
+        torch.manual_seed(i)
+        ckpts[r.label] = _saved(M2IR(cfg), tmp_path / f"run{i}" / "final.pt")
+    return [m2ir, seed1, base], ckpts
+
+
+def test_table_summary_one_row_per_position_and_column(tmp_path, smoke_3d, monkeypatch):
+    from m2ir_lib import evaluate, results
+
+    runs, ckpts = _table_i(tmp_path, smoke_3d, alpha=1.0)
+    s = adec.table_summary("I", runs, ckpts, profile="smoke")
+    assert list(s.columns) == adec.ADEC_COLUMNS
+    assert set(s["seed"]) == {0, 1} and set(s["method"]) == {"M²IR (ours, smoke)"}  # no baseline
+    columns = ["dehaze", "derain", "denoise-15", "denoise-25", "denoise-50"]
+    for _, d in s.groupby("seed"):
+        gates = d[d["quantity"] != adec.CHANGE]
+        assert sorted(gates.groupby(["quantity", "position"]).size()) == [1] * 9
+        assert set(gates["position"]) == set(adec.POSITIONS) and (gates["task"] == "").all()
+        change = d[d["quantity"] == adec.CHANGE]
+        assert sorted(change["task"]) == sorted([*columns, results.AVERAGE])
+        assert (change["position"] == adec.ALL).all()
+    change = s[s["quantity"] == adec.CHANGE]
+    assert ((change["ci_low"] <= change["value"]) & (change["value"] <= change["ci_high"])).all()
+    cols = change[change["task"] != results.AVERAGE]
+    np.testing.assert_allclose(cols["value"], cols["psnr_off"] - cols["psnr_on"], atol=1e-9)
+    avg = change[change["task"] == results.AVERAGE].set_index("seed")["value"]
+    np.testing.assert_allclose(avg, cols.groupby("seed")["value"].mean(), atol=1e-9)
+    alpha = s[(s["quantity"] == "alpha_abs_mean")]["value"]
+    assert list(alpha) == pytest.approx([1.0] * 6)  # α = 1 as initialised and saved
+    # Independently: adec_ablation on the same images gives the same per-task change.
+    model = M2IR(dataclasses.replace(SMOKE, adec_alpha_init=1.0))
+    model.load_state_dict(torch.load(ckpts[runs[0].label], weights_only=False)["model"])
+    _, ref = adec.adec_ablation(model, smoke_3d, max_images=get_profile("smoke").eval_max_images)
+    noise15 = ref[(ref["task"] == "denoise") & (ref["sigma"] == 15)]["delta_psnr"].item()
+    got = cols[(cols["seed"] == 0) & (cols["task"] == "denoise-15")]["value"].item()
+    assert got == pytest.approx(-noise15, abs=1e-6) and got != 0
+    # Both passes are cached beside the checkpoint: a second call evaluates nothing.
+    assert list(ckpts[runs[0].label].parent.glob("eval-adec-off-*.csv"))
+    monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("re-evaluated"))
+    again = adec.table_summary("I", runs, ckpts, profile="smoke")
+    pd.testing.assert_frame_equal(again, s)
+    path = results.write_adec(s, "smoke", "I", root=tmp_path)
+    assert path.name == "table1_3d_adec.csv" and len(pd.read_csv(path)) == len(s)
+    with pytest.raises(ValueError, match="lack columns"):
+        results.write_adec(s.drop(columns="ci_low"), "smoke", "I", root=tmp_path)
+
+
+def test_branch_that_changes_nothing_contradicts_the_claim(tmp_path, smoke_3d):
+    runs, ckpts = _table_i(tmp_path, smoke_3d, alpha=0.0)
+    s = adec.table_summary("I", runs[:1], ckpts, profile="smoke")
+    change = s[s["quantity"] == adec.CHANGE]
+    assert (change["value"] == 0).all()
+    assert {adec.change_verdict(r) for _, r in change.iterrows()} == {"contradicts"}
+    text = adec.adec_text(s).data
+    assert "changes PSNR by +0.00 dB [+0.00, +0.00] on derain" in text
+    assert "of 5: 5 contradicts" in text and "seed" not in text  # one seed: not named
+
+
+def _change(task, value, low, high, seed=0):
+    return dict(method="M²IR (ours, mini)", seed=seed, quantity=adec.CHANGE, position=adec.ALL,
+                task=task, value=value, n=16, ci_low=low, ci_high=high, psnr_on=30.0,
+                psnr_off=30.0 + value)  # fmt: skip
+
+
+def test_adec_text_follows_the_sign_and_the_interval():
+    gates = [
+        dict(
+            method="M²IR (ours, mini)",
+            seed=0,
+            quantity="alpha_abs_mean",
+            position=p,
+            task="",
+            value=v,
+        )  # fmt: skip
+        for p, v in zip(adec.POSITIONS, (0.5, 0.02, 0.0012), strict=True)
+    ]
+    rows = [
+        _change("dehaze", -0.5, -0.7, -0.3),  # off is worse: the branch helps
+        _change("derain", 0.4, 0.1, 0.6),  # off is better
+        _change("denoise-25", -0.1, -0.3, 0.1),  # the images do not decide
+        _change("deblur", 0.002, -0.004, 0.008),  # decided, but below printed precision
+        _change("Average", -0.05, -0.12, 0.01),
+    ]
+    s = pd.DataFrame(gates + rows, columns=adec.ADEC_COLUMNS)
+    verdicts = [adec.change_verdict(r) for _, r in s.iloc[3:].iterrows()]
+    assert verdicts == ["supports", "contradicts", "cannot resolve", "contradicts",
+                        "cannot resolve"]  # fmt: skip
+    text = adec.adec_text(s).data
+    assert "mean |α| per ADEC: latent 0.5, dec3 0.02, dec2 0.0012" in text
+    assert "changes PSNR by -0.50 dB [-0.70, -0.30] on dehaze (30.00 → 29.50 dB, n=16)" in text
+    assert "on derain (30.00 → 30.40 dB, n=16): contradicts the claim" in text
+    assert "on deblur" in text and "within ±0.01 dB" in text
+    assert "of 4: 1 supports, 2 contradicts, 1 cannot resolve" in text  # Average not counted
+    assert "nothing to say" in adec.adec_text(s.iloc[:0]).data
