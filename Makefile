@@ -24,8 +24,9 @@ $(STAMP): environment.yml pyproject.toml tools/env_requirements.py
 reproduce: setup
 	$(BIN)/python -m m2ir_lib.pipeline --profile $(PROFILE)
 
+# Two pytest-xdist workers, one thread each; the smoke workbook's notebooks stay together.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not notebook"

@@ -11,7 +11,7 @@ Sections (pick with --only):
             for each of --train-configs: the step before issue 14 beside each variant tried
             and the preset's (speed-up, output and weight drift); --compile adds torch.compile
   placement 2 cores: one 2-thread process vs two 1-thread processes, images/s
-  profile   torch.profiler: the top operators of one M²IR forward
+  profile   torch.profiler: the top operators of a training step, before and now
 
 Timings are medians after warm-up, with `torch.set_num_threads(--threads)`. Run it on an
 otherwise idle machine: with 2 threads, any other busy process inflates every number.
@@ -312,28 +312,31 @@ def bench_stage(args):
 
 
 def bench_profile(args):
+    """torch.profiler: the top operators (self CPU time) of --profile-steps training steps
+    of the first of --train-configs, for the step before issue 14 and for the preset's."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = build_variant(resolve_config(args.config), "none").to(args.device).eval()
-    x = torch.rand(1, 3, *args.size, generator=torch.Generator().manual_seed(0)).to(args.device)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device != "cpu" else [])
-    with torch.no_grad():
-        model(x)  # warm-up outside the trace
+    name, rows = args.train_configs[0], []
+    for label in ("before: sparse, AdamW loop", "preset"):
+        _, _, net, opt, x, y = _train_setup(name, TRAIN_VARIANTS[label], args)
+        _train_steps(net, opt, x, y, 2, args.device)  # warm-up outside the trace
         with profile(activities=acts) as prof:
-            model(x)
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) or 1
-    return [
-        {
-            "section": "profile",
-            "model": e.key,
-            "size": _size(args.size),
-            "ms": e.self_cpu_time_total / 1e3,
-            "share": e.self_cpu_time_total / total,
-            "calls": e.count,
-        }
-        for e in events[: args.top]
-    ]
+            _train_steps(net, opt, x, y, args.profile_steps, args.device)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events) or 1
+        rows += [
+            {
+                "section": "profile",
+                "model": f"{name}: {label}: {e.key}",
+                "size": f"{args.batch}x{args.patch}²",
+                "ms": e.self_cpu_time_total / 1e3 / args.profile_steps,  # per step
+                "share": e.self_cpu_time_total / total,
+                "calls": e.count // args.profile_steps,
+            }
+            for e in events[: args.top]
+        ]
+    return rows
 
 
 def _sync(device):
@@ -373,6 +376,7 @@ def main(argv=None):
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--top", type=int, default=15, help="profiler rows")
+    parser.add_argument("--profile-steps", type=int, default=3, help="training steps traced")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

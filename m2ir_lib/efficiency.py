@@ -337,24 +337,35 @@ def count_rival(name: str, preset: str = "paper", size=(480, 720)) -> dict:
     return out
 
 
-def rival_macs_extrapolated(name: str, preset: str = "paper", size=(480, 720)) -> dict:
-    """A rival's MACs at `size` in seconds rather than minutes: every term ptflops counts in
-    these networks is per pixel of some level (convs, GELU, pools, interpolation) or per image
-    (PromptIR's prompt weights, AdaIR's window ratio and channel gate), so MACs = a·HW + b for
-    sides divisible by 8. a, b come from 16×24 and 32×48 inputs; a third (24×40) must fall on
-    the line or this raises. Parameters are counted on the same model.
+def macs_extrapolated(model: nn.Module, size=(480, 720)) -> dict:
+    """`complexity_of` at `size` in seconds rather than minutes. Every term ptflops counts
+    in these networks is per pixel of some level (convs, GELU, norms, pools, the experts'
+    per-pixel MLPs) or per image (DACP's W_p¹ on P', PromptIR's prompt weights, AdaIR's
+    channel gate), so each count is a·HW + b for sides divisible by 8. a, b come from
+    16×24 and 32×48 inputs; a third (24×40) must fall on the line or this raises.
     """
-    start = time.perf_counter()
-    model = build_rival(name, preset)
     counted = [(h * w, complexity_of(model, (h, w))) for h, w in ((16, 24), (32, 48), (24, 40))]
     (s1, c1), (s2, c2), (s3, c3) = counted
-    out = {"params": _n_params(model), "model": name, "config": preset, "size": list(size)}
-    for key in ("macs", "attention_macs"):
+    out = dict(c1)
+    for key in ("net_macs", "attention_macs", "prior_macs", "macs"):
+        if key not in c1:
+            continue
         a = (c2[key] - c1[key]) / (s2 - s1)
         b = c1[key] - a * s1
         if abs(c3[key] - (a * s3 + b)) > 1e-6 * c3[key] + 1:
-            raise RuntimeError(f"{name}: {key} not linear in pixels; count in full (count_rival)")
+            raise RuntimeError(f"{key} not linear in pixels; count in full (complexity_of)")
         out[key] = a * size[0] * size[1] + b
+    out["size"] = list(size)
+    return out
+
+
+def rival_macs_extrapolated(name: str, preset: str = "paper", size=(480, 720)) -> dict:
+    """A rival's params and MACs at `size` through `macs_extrapolated` (seconds, not minutes)."""
+    start = time.perf_counter()
+    model = build_rival(name, preset)
+    full = macs_extrapolated(model, size)
+    out = {"params": _n_params(model), "model": name, "config": preset, "size": list(size)}
+    out.update(macs=full["net_macs"], attention_macs=full["attention_macs"])
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
 

@@ -8,6 +8,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one thread per worker, two workers
+    os.environ["OMP_NUM_THREADS"] = "1"  # notebook kernels and subprocesses inherit it
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seeded():

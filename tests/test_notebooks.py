@@ -229,6 +229,7 @@ def test_pipeline_stops_at_the_first_failing_notebook(tmp_path, monkeypatch):
 
 
 @pytest.mark.notebook
+@pytest.mark.xdist_group("smoke-workbook")  # in order, on one worker: later ones reuse runs
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_runs_at_smoke(path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "")

@@ -137,20 +137,9 @@ def test_rival_configs_follow_the_m2ir_presets():
 
 
 def _macs_at_480x720(name):
-    """ptflops MACs of the paper-size network, extrapolated from three small inputs.
-
-    Every counted term is per pixel of some level (convs, GELU, pools, interpolation) or
-    per image (PromptIR's prompt weights, AdaIR's window ratio and channel gate), so MACs =
-    a·HW + b for sides divisible by 8; the third size checks that before it is used.
-    """
-    model = build_rival(name)
-    (s1, m1), (s2, m2), (s3, m3) = (
-        (h * w, efficiency.complexity_of(model, (h, w))["macs"])
-        for h, w in ((16, 24), (32, 48), (24, 40))
-    )
-    a, b = (m2 - m1) / (s2 - s1), (m1 * s2 - m2 * s1) / (s2 - s1)
-    assert m3 == pytest.approx(a * s3 + b, abs=1)
-    return a * 480 * 720 + b
+    """ptflops MACs of the paper-size network, extrapolated from three small exact counts
+    (`efficiency.macs_extrapolated`, which checks the third against the line)."""
+    return efficiency.macs_extrapolated(build_rival(name))["macs"]
 
 
 @pytest.mark.parametrize("name", RIVALS)
