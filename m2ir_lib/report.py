@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from m2ir_lib import stats
-from m2ir_lib.results import AVERAGE, FLOOR, LOWER_IS_BETTER, STATUS, spec
+from m2ir_lib.results import AVERAGE, FLOOR, LOWER_IS_BETTER, STATUS, save_figure, spec
 
 
 def show_full_tables() -> None:
@@ -841,9 +841,7 @@ def plot_paper_vs_ours(
             ncol=min(len(legend), 3),
             fontsize=8,
         )
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path)
     if close:
         plt.close(fig)
     return fig
@@ -916,9 +914,7 @@ def plot_efficiency(
         fontsize=8,
     )
     fig.suptitle("Table XIII: efficiency at 720×480")
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path)
     if close:
         plt.close(fig)
     return fig

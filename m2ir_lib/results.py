@@ -476,6 +476,14 @@ def figure_path(profile: str, name: str, root: str | Path | None = None) -> Path
     return out
 
 
+def save_figure(fig, path: str | Path | None):
+    """Save `fig` as every figure of the workbook is saved (110 dpi, tight); no-op for None."""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
 def read_results(profile: str, table: str, root: str | Path | None = None) -> pd.DataFrame:
     """Read back a table written by `write_results`."""
     path = results_dir(profile, root) / f"{spec(table).stem}.csv"

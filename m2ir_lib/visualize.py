@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from m2ir_lib.model import M2IR, MSA, Routing
+from m2ir_lib.results import save_figure
 
 ENCODER_LEVELS = ("encoder1", "encoder2", "encoder3", "latent")
 
@@ -273,7 +274,7 @@ def plot_training_curves(log: pd.DataFrame, path: str | Path | None = None, ncol
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
     for ax in axes.flat[len(settings) :]:
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pairs(items: list[dict], path: str | Path | None = None):
@@ -294,7 +295,7 @@ def plot_pairs(items: list[dict], path: str | Path | None = None):
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "gate"):
@@ -354,7 +355,7 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
         f"Fig. 9: MSA {what} per encoder block (colour range: 1st–99th percentile of the pair)",
         fontsize=9,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path | None = None):
@@ -397,7 +398,7 @@ def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path 
         title="top-1 expert",
         title_fontsize=8,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_tsne(panels: dict[str, tuple[np.ndarray, list[str]]], path: str | Path | None = None):
@@ -416,7 +417,7 @@ def plot_tsne(panels: dict[str, tuple[np.ndarray, list[str]]], path: str | Path 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_comparison(rows: list[dict], path: str | Path | None = None, zoom: float = 1 / 3):
@@ -463,7 +464,7 @@ def plot_comparison(rows: list[dict], path: str | Path | None = None, zoom: floa
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def crop_box(degraded: torch.Tensor, clean: torch.Tensor, zoom: float = 1 / 3):
@@ -499,10 +500,3 @@ def _tiles(image: torch.Tensor, patch: int) -> torch.Tensor:
 
 def _hwc(image: torch.Tensor) -> np.ndarray:
     return image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-
-
-def _save(fig, path):
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig

@@ -18,6 +18,7 @@ from torch import nn
 from m2ir_lib import model as model_lib
 from m2ir_lib.config import M2IRConfig
 from m2ir_lib.model import DGEA, M2IR, MST, TransformerBlock
+from m2ir_lib.results import save_figure
 
 
 def _first_shape(t):
@@ -482,10 +483,7 @@ def plot_priors(net: M2IR, items: list[dict], path: str | Path | None = None):
             a.axis("off")
             colour_bar(img, a)
     fig.suptitle(prior_label(net), fontsize=9)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------ the trained run
