@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from m2ir_lib import report, results
+from m2ir_lib.checkpoint import atomic_write_text
 
 # Paper rows shown beside ours in the comparison tables (all rows of the ablations).
 PAPER_ROWS = ("M²IR", "Restormer", "PromptIR", "AdaIR")
@@ -133,11 +134,7 @@ def write_summary(profile: str, root: str | Path | None = None) -> Path:
     others = [f for f in figures if f.name not in tables]
     tail = ["## Other figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in others]
     page = "\n".join(head + [""] + body + tail) + "\n"
-    path = out / PAGE
-    tmp = results.new_temp_file(path)
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(page, out / PAGE)
 
 
 def main(argv: list[str] | None = None) -> None:
