@@ -230,6 +230,11 @@ def _strip_ptflops_attrs(module: nn.Module):
             delattr(m, attr)
 
 
+def _prior_macs(prior: nn.Module, size, device) -> int:
+    """MACs of the degradation prior alone (DA-CLIP's image path registered once)."""
+    return _ptflops_macs(_ImagePathOnce(prior) if hasattr(prior, "daclip") else prior, size, device)
+
+
 def _n_params(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
@@ -275,9 +280,7 @@ def complexity_of(model: nn.Module, size=(480, 720)) -> dict:
     }
     if prior is not None and not isinstance(prior, ZeroPrior):
         is_daclip = hasattr(prior, "daclip")
-        out["prior_macs"] = _ptflops_macs(
-            _ImagePathOnce(prior) if is_daclip else prior, size, device
-        )
+        out["prior_macs"] = _prior_macs(prior, size, device)
         if is_daclip:  # ptflops on the module as registered: the alias doubles the visual tower
             with contextlib.redirect_stdout(io.StringIO()):  # ptflops prints alias warnings
                 out["prior_macs_ptflops_aliased"] = _ptflops_macs(prior, size, device)
@@ -292,6 +295,7 @@ def count_complexity(
     daclip: str = "none",
     size=(480, 720),
     daclip_cfg: str | dict | None = None,
+    extrapolate: bool = False,
 ) -> dict:
     """Params / MACs / attention MACs of Table XIII for one model variant (on CPU).
 
@@ -300,6 +304,8 @@ def count_complexity(
         daclip: 'none' (w/o DA-CLIP), 'mlp' (learnable prior) or 'daclip' (random-weight DA-CLIP).
         size: (H, W) of the input; the paper uses 480×720.
         daclip_cfg: open_clip config of DA-CLIP (None = ViT-B-32).
+        extrapolate: the network's MACs from three small inputs (`macs_extrapolated`, the
+            same numbers in seconds instead of minutes); the prior is still counted at `size`.
 
     Returns:
         params, macs, attention_macs, prior_*, net_* (+ prior_macs_ptflops_aliased), seconds.
@@ -310,7 +316,7 @@ def count_complexity(
         )
     start = time.perf_counter()
     model = build_variant(cfg_or_name, daclip, daclip_cfg)
-    out = complexity_of(model, tuple(size))
+    out = (macs_extrapolated if extrapolate else complexity_of)(model, tuple(size))
     name = cfg_or_name if isinstance(cfg_or_name, str) else "custom"
     out.update(
         config=name,
@@ -347,14 +353,18 @@ def macs_extrapolated(model: nn.Module, size=(480, 720)) -> dict:
     counted = [(h * w, complexity_of(model, (h, w))) for h, w in ((16, 24), (32, 48), (24, 40))]
     (s1, c1), (s2, c2), (s3, c3) = counted
     out = dict(c1)
-    for key in ("net_macs", "attention_macs", "prior_macs", "macs"):
-        if key not in c1:
-            continue
+    for key in ("net_macs", "attention_macs"):
         a = (c2[key] - c1[key]) / (s2 - s1)
         b = c1[key] - a * s1
         if abs(c3[key] - (a * s3 + b)) > 1e-6 * c3[key] + 1:
             raise RuntimeError(f"{key} not linear in pixels; count in full (complexity_of)")
-        out[key] = a * size[0] * size[1] + b
+        out[key] = round(a * size[0] * size[1] + b)
+    # A prior is not per pixel (DA-CLIP resizes to 224², the MLP prior pools): it is counted
+    # once, alone, at `size`, which is cheap beside the full network.
+    prior = getattr(model, "prior_encoder", None)
+    if out["prior_macs"]:
+        out["prior_macs"] = _prior_macs(prior, tuple(size), next(model.parameters()).device)
+    out["macs"] = out["net_macs"] + out["prior_macs"]
     out["size"] = list(size)
     return out
 
@@ -577,13 +587,18 @@ def main(argv=None):
     parser.add_argument("--size", type=int, nargs=2, default=(480, 720), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="M²IR's network MACs from three small inputs (exact; seconds, not minutes)",
+    )
     args = parser.parse_args(argv)
     if min(args.size) < 5:
         parser.error(f"--size {args.size[0]} {args.size[1]}: H and W must be at least 5 pixels")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model == "m2ir":
-        out = count_complexity(args.config, args.daclip, tuple(args.size))
+        out = count_complexity(args.config, args.daclip, tuple(args.size), extrapolate=args.fast)
     elif args.daclip != "none":
         parser.error(f"--daclip {args.daclip}: {args.model} takes no prior")
     else:

@@ -762,7 +762,7 @@ def efficiency_rows(
     rivals: bool = True,
 ) -> pd.DataFrame:
     """Table XIII for our networks at 720×480: the paper's network counted (params always;
-    MACs when `paper_macs`, ≈2–3 min on one CPU core), and the profile's M²IR,
+    MACs when `paper_macs`, seconds through `efficiency.macs_extrapolated`), and the profile's M²IR,
     Restormer-style network and rivals measured in full (params, MACs, latency, peak memory)
     in one `efficiency.efficiency_table` run.
 
@@ -846,9 +846,13 @@ def efficiency_rows(
         del net
         note = "random weights; parameters counted"
         if paper_macs:
-            c = efficiency.count_complexity("paper", mode, PAPER_SIZE)
+            c = efficiency.count_complexity("paper", mode, PAPER_SIZE, extrapolate=True)
             values[("720×480", "FLOPs (G)")] = c["macs"] / 1e9
-            note += f"; +{c['attention_macs'] / 1e9:.1f}G channel-attention products not in FLOPs"
+            note += (
+                "; network MACs = a·HW + b from three small inputs (exact for this network), "
+                f"prior counted at 720×480; +{c['attention_macs'] / 1e9:.1f}G channel-attention "
+                "products not in FLOPs"
+            )
         frames.append(
             results.rows(
                 "XIII",
@@ -866,8 +870,8 @@ def efficiency_rows(
                 results.status_row(
                     "XIII",
                     label,
-                    "FLOPs not counted: paper_macs=False (≈2–3 min on one CPU core; "
-                    "or `python -m m2ir_lib.efficiency --config paper`)",
+                    "FLOPs not counted: paper_macs=False "
+                    "(or `python -m m2ir_lib.efficiency --config paper --fast`)",
                     profile=profile,
                     seed=seed,
                     task="720×480",

@@ -84,6 +84,16 @@ def test_daclip_image_path_counted_once():
     assert out["net_macs"] == count_complexity("smoke", "none", SIZE)["net_macs"]
 
 
+@pytest.mark.parametrize("mode", ["mlp", "daclip"])
+def test_extrapolated_count_equals_full_count_with_a_prior(mode):
+    """The fast path Table XIII uses: network from three small inputs, prior counted alone."""
+    size = (48, 80)  # not one of the three sizes the line is fitted on
+    full = count_complexity("smoke", mode, size, daclip_cfg=TINY_CLIP)
+    fast = count_complexity("smoke", mode, size, daclip_cfg=TINY_CLIP, extrapolate=True)
+    for key in ("params", "net_macs", "attention_macs", "prior_macs", "macs"):
+        assert fast[key] == full[key], key
+
+
 def test_baseline_and_bad_arguments():
     base = baseline_config("smoke")
     assert base.block == "transformer" and not base.has_adec
