@@ -253,6 +253,12 @@ def table_summary(table: str, runs, ckpts: dict, *, profile: str, data=None) -> 
     from m2ir_lib.runs import load_checkpoint
 
     order = list(dict.fromkeys(results.paper_table(table)["task"]))  # the paper's columns
+    tables.evaluate_in_parallel(
+        [(ckpts[r.label], data or r.data, r.daclip_checkpoint, off)
+         for r in runs if r.label in ckpts and isinstance(r.model, M2IRConfig) and r.model.has_adec
+         for off in (False, True)],
+        profile,
+    )  # fmt: skip
     rows = []
     for r in runs:
         test = data or r.data

@@ -4,6 +4,7 @@ table definitions that map our runs onto the paper's rows (results, report, tabl
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -507,3 +508,23 @@ def test_evaluations_are_cached_per_checkpoint_data_and_code(tmp_path, monkeypat
     other = experiments.locate("denoise", "smoke")  # other tasks: another key, evaluated
     with pytest.raises(AssertionError, match="evaluated again"):
         tables.evaluate_run(None, other, "smoke")
+
+
+def test_parallel_evaluation_fills_the_cache_with_the_sequential_numbers(tmp_path, monkeypatch):
+    from m2ir_lib.config import REHEARSAL_ENV
+
+    monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
+    monkeypatch.setenv(REHEARSAL_ENV, "network=smoke,iters=1,eval_images=8")  # ≥ 8: parallel
+    data = experiments.locate("derain", "smoke")
+    runs = [experiments.plan(f"seed {s}", "smoke", data, seed=s) for s in (0, 1)]
+    ckpts = experiments.train_runs(runs, "smoke", jobs=1)
+    items = [(ckpts[r.label], data, "", off) for r in runs for off in (False, True)]
+    assert tables.evaluate_in_parallel(items, "smoke", jobs=2) == 4
+    assert tables.evaluate_in_parallel(items, "smoke", jobs=2) == 0  # every score cached
+    parallel = [tables.evaluate_run(c, data, "smoke", adec_off=off)[0] for c, _, _, off in items]
+    for path in tmp_path.glob("smoke/*/eval-*.csv"):
+        path.unlink()
+    for (ckpt, _, _, off), got in zip(items, parallel, strict=True):
+        alone = tables.evaluate_run(ckpt, data, "smoke", adec_off=off)[0]
+        np.testing.assert_allclose(got["psnr"], alone["psnr"], rtol=0, atol=1e-6)
+    assert tables.evaluate_in_parallel(items[:1], "smoke", jobs=2) == 0  # one item: no pool
