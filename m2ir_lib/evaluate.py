@@ -56,6 +56,7 @@ def evaluate(
     progress: bool = False,
     lpips_weights=None,
     inception_weights=None,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """PSNR/SSIM (and, for WeatherBench, LPIPS/FID) of ``model`` on a manifest's test split.
 
@@ -74,6 +75,9 @@ def evaluate(
         progress: show a tqdm bar.
         lpips_weights: AlexNet trunk for LPIPS (default torchvision's cache; never downloaded).
         inception_weights: pytorch-fid's Inception weights file for FID (default: none).
+        shard: ``(k, n)`` scores only the images ``k, k+n, k+2n, ...`` of the (capped) test
+            set, each with the input it has in a full run (``merge_shards`` puts the ``n``
+            parts back in order); for parallel workers. Not with FID, a whole-set statistic.
 
     Returns:
         ``(per_image, summary)``: per_image has columns task, dataset, sigma, name, psnr,
@@ -90,11 +94,17 @@ def evaluate(
     # EvalDataset already centre-crops both images to a multiple of 16 (PromptIR crop_img);
     # WeatherBench's script sees full images, so its numbers lose up to 15 border px here.
     data = EvalDataset(manifest, data_root, tasks=tasks, max_images=max_images, sigmas=sigmas)
+    if shard is not None and inception_weights:
+        raise ValueError("FID is a statistic of the whole test set: evaluate it unsharded")
+    k, n = shard or (0, 1)
+    if not 0 <= k < n:
+        raise ValueError(f"shard={shard}: expected (k, n) with 0 <= k < n")
     if hasattr(model, "eval"):
         model.eval()
     rows, pairs = [], {}
+    items = (data[i] for i in range(k, len(data), n))
     with torch.no_grad():
-        for item in tqdm(data, desc=f"evaluate {protocol}", disable=not progress, unit="img"):
+        for item in tqdm(items, desc=f"evaluate {protocol}", disable=not progress, unit="img"):
             key = (item["task"], item.get("dataset", ""), _sigma_value(item.get("sigma")))
             out = model(item["degraded"][None].to(device))[0]  # (3, H, W)
             restored, target = _to_hwc(out), _to_hwc(item["clean"])
@@ -113,6 +123,8 @@ def evaluate(
                     pairs.setdefault(_group(*key), []).append((restored, target))
             rows.append(row)
     if not rows:
+        if shard is not None:  # fewer images than shards: this one has none
+            return pd.DataFrame(), pd.DataFrame()
         raise ValueError(f"no test images in {manifest} for tasks={tasks}")
     per_image = pd.DataFrame(rows)
     return per_image, summarize(per_image, pairs, inception_weights, weather, str(device))
@@ -144,6 +156,14 @@ def summarize(
             )
         out.append(row)
     return pd.DataFrame(out)
+
+
+def merge_shards(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The per-image frames of ``evaluate(..., shard=(k, n))`` for k = 0..n-1, in the order of
+    an unsharded run (image i is row i // n of part i % n)."""
+    n = len(parts)
+    placed = [p.set_axis(pd.RangeIndex(len(p)) * n + k) for k, p in enumerate(parts) if len(p)]
+    return pd.concat(placed).sort_index().reset_index(drop=True)
 
 
 def evaluate_identity(manifest, protocol: str = "peer", **kw) -> tuple[pd.DataFrame, pd.DataFrame]:

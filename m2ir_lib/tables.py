@@ -266,22 +266,15 @@ def evaluate_run(
     seeds) is evaluated once; any change to the code or the data evaluates again. FID is a
     statistic of the whole image set, not of one image, so an evaluation with FID is not cached.
     """
-    from m2ir_lib.runs import load_checkpoint, runs_root
+    from m2ir_lib.runs import runs_root
 
     if ckpt is None:
         return _evaluate_cached(None, None, runs_root() / profile / "identity", data, profile,
                                 "", inception_weights)  # fmt: skip
-    if adec_off:
-        from m2ir_lib.adec import switch_off
-
-        return _evaluate_cached(
-            lambda: switch_off(load_checkpoint(ckpt, daclip_checkpoint or None)[0]),
-            ckpt, Path(ckpt).parent, data, profile, daclip_checkpoint, inception_weights,
-            tag="adec-off",
-        )  # fmt: skip
     return _evaluate_cached(
-        lambda: load_checkpoint(ckpt, daclip_checkpoint or None)[0],
+        lambda: _run_model(ckpt, daclip_checkpoint, adec_off),
         ckpt, Path(ckpt).parent, data, profile, daclip_checkpoint, inception_weights,
+        tag="adec-off" if adec_off else "",
     )  # fmt: skip
 
 
@@ -312,24 +305,49 @@ def _eval_cache(weights, folder, data, profile, daclip_checkpoint, inception_wei
     return Path(folder) / f"eval-{tag + '-' if tag else ''}{key}.csv", kw
 
 
-def _evaluate_job(item: tuple, threads: int) -> None:
+def _run_model(ckpt, daclip_checkpoint: str, adec_off: bool):
+    """The network of a checkpoint, with its ADEC branches switched off when `adec_off`."""
+    from m2ir_lib.runs import load_checkpoint
+
+    model = load_checkpoint(ckpt, daclip_checkpoint or None)[0]
+    if adec_off:
+        from m2ir_lib.adec import switch_off
+
+        model = switch_off(model)
+    return model
+
+
+def _evaluate_shard(item: tuple, shard: tuple[int, int]) -> pd.DataFrame:
+    """One worker's share of one evaluation (`evaluate_in_parallel`), on one thread."""
     import torch
 
-    torch.set_num_threads(threads)
-    ckpt, data, profile, daclip_checkpoint, adec_off = item
-    evaluate_run(ckpt, data, profile, daclip_checkpoint, adec_off=adec_off)
+    from m2ir_lib.evaluate import evaluate
+
+    torch.set_num_threads(1)
+    ckpt, data, profile, daclip_checkpoint, adec_off, kw = item
+    model = _run_model(ckpt, daclip_checkpoint, adec_off)
+    return evaluate(model, data.manifest, SETTINGS[data.setting].protocol, shard=shard, **kw)[0]
+
+
+def _write_eval_cache(cache: Path, img: pd.DataFrame) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    img.to_csv(tmp, index=False)
+    os.replace(tmp, cache)
 
 
 def evaluate_in_parallel(items: list[tuple], profile: str, jobs: int = 0) -> int:
-    """Fill `evaluate_run`'s cache for `items` in `jobs` one-thread processes, so the table
+    """Fill `evaluate_run`'s cache for `items` with `jobs` one-thread processes, so the table
     code that follows reads every score from the cache.
 
-    On two cores two one-thread processes score 1.61× the images per second of one
-    two-thread process (`benchmarks/bench_eval.py`: 3.75 against 2.33 images/s, 4 `mini`
-    checkpoints on the 5D test set); training uses the same placement. Each image
-    still goes through the network alone (batch 1), so the numbers are those of a sequential
-    evaluation up to float rounding. Runs only where it pays: on CPU, with at least two
-    uncached items and at least 8 images per task (not at `smoke`).
+    Each evaluation's test images are dealt out to the workers (`evaluate(..., shard=)`), so
+    any number of evaluations keeps every core busy. On two cores this scored 3.5–3.75
+    images/s against 2.3–2.8 for one two-thread process, 1.2–1.6× over three runs
+    (`benchmarks/bench_eval.py`, `benchmarks/measured/cpu_2threads_eval_5d.json`); training
+    uses the same placement. Each
+    image still goes through the network alone (batch 1) with its full-run input, so the
+    numbers are a sequential evaluation's up to float rounding. Runs only where it pays: on
+    CPU, with at least 8 images per task (not at `smoke`).
 
     Args:
         items: (checkpoint, Data, daclip_checkpoint, adec_off) tuples.
@@ -341,23 +359,28 @@ def evaluate_in_parallel(items: list[tuple], profile: str, jobs: int = 0) -> int
     """
     import torch
 
+    from m2ir_lib.evaluate import merge_shards
+
     cap = get_profile(profile).eval_max_images
-    todo = []
+    todo = {}
     for ckpt, data, daclip, off in items:
-        folder = Path(ckpt).parent
-        cache, _ = _eval_cache(ckpt, folder, data, profile, daclip, "", "adec-off" if off else "")
+        tag = "adec-off" if off else ""
+        cache, kw = _eval_cache(ckpt, Path(ckpt).parent, data, profile, daclip, "", tag)
         if data.available and not cache.is_file():
-            todo.append((Path(ckpt), data, profile, daclip, off))
-    todo = list(dict.fromkeys(todo))
+            todo[cache] = (Path(ckpt), data, profile, daclip, off, kw)
     jobs = jobs or os.cpu_count() or 1
-    if len(todo) < 2 or jobs < 2 or torch.cuda.is_available() or (cap is not None and cap < 8):
+    if not todo or jobs < 2 or torch.cuda.is_available() or (cap is not None and cap < 8):
         return 0
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
-        for f in [pool.submit(_evaluate_job, item, 1) for item in todo]:
-            f.result()
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        parts = {
+            cache: [pool.submit(_evaluate_shard, item, (k, jobs)) for k in range(jobs)]
+            for cache, item in todo.items()
+        }
+        for cache, futures in parts.items():
+            _write_eval_cache(cache, merge_shards([f.result() for f in futures]))
     return len(todo)
 
 
@@ -387,10 +410,7 @@ def _evaluate_cached(
         img, summary = evaluate_identity(data.manifest, s.protocol, **kw)
     else:
         img, summary = evaluate(build(), data.manifest, s.protocol, **kw)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    img.to_csv(tmp, index=False)
-    os.replace(tmp, cache)
+    _write_eval_cache(cache, img)
     return img, summary
 
 

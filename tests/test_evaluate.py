@@ -126,3 +126,23 @@ def test_table_iv_computes_fid_from_a_user_given_weights_file(monkeypatch, tmp_p
     assert none["note"].str.contains("FID").any()
     with pytest.raises(FileNotFoundError, match="pt_inception"):
         metrics.fid([np.zeros((8, 8, 3))] * 2, [np.ones((8, 8, 3))] * 2, tmp_path / "nope.pth")
+
+
+def test_shards_put_back_together_are_the_whole_evaluation(smoke_data):
+    """`evaluate_in_parallel` deals the images out to workers: each shard keeps the input a
+    full run gives that image (same noise), and `merge_shards` restores the full run's order."""
+    from m2ir_lib.evaluate import merge_shards
+
+    root, manifest = smoke_data
+    model = torch.nn.AvgPool2d(3, stride=1, padding=1)  # cheap, and it sees the noise
+    kw = dict(data_root=root, tasks=["denoise"], max_images=2)  # 3 sigmas × 2 images
+    whole, _ = evaluate(model, manifest, **kw)
+    parts = [evaluate(model, manifest, shard=(k, 4), **kw)[0] for k in range(4)]
+    assert sum(len(p) for p in parts) == len(whole)
+    pd.testing.assert_frame_equal(merge_shards(parts), whole, check_dtype=False)
+    empty, _ = evaluate(model, manifest, data_root=root, max_images=1, shard=(99, 100))
+    assert empty.empty
+    with pytest.raises(ValueError, match="0 <= k < n"):
+        evaluate(model, manifest, data_root=root, shard=(2, 2))
+    with pytest.raises(ValueError, match="whole test set"):
+        evaluate(model, manifest, data_root=root, shard=(0, 2), inception_weights="x.pth")

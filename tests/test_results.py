@@ -527,4 +527,3 @@ def test_parallel_evaluation_fills_the_cache_with_the_sequential_numbers(tmp_pat
     for (ckpt, _, _, off), got in zip(items, parallel, strict=True):
         alone = tables.evaluate_run(ckpt, data, "smoke", adec_off=off)[0]
         np.testing.assert_allclose(got["psnr"], alone["psnr"], rtol=0, atol=1e-6)
-    assert tables.evaluate_in_parallel(items[:1], "smoke", jobs=2) == 0  # one item: no pool
