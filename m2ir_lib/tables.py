@@ -344,10 +344,9 @@ def evaluate_in_parallel(items: list[tuple], profile: str, jobs: int = 0) -> int
     any number of evaluations keeps every core busy. On two cores this scored 3.5–3.75
     images/s against 2.3–2.8 for one two-thread process, 1.2–1.6× over three runs
     (`benchmarks/bench_eval.py`, `benchmarks/measured/cpu_2threads_eval_5d.json`); training
-    uses the same placement. Each
-    image still goes through the network alone (batch 1) with its full-run input, so the
-    numbers are a sequential evaluation's up to float rounding. Runs only where it pays: on
-    CPU, with at least 8 images per task (not at `smoke`).
+    uses the same placement. Each image still goes through the network alone (batch 1) with
+    its full-run input, so the numbers are a sequential evaluation's up to float rounding.
+    Runs only where it pays: on CPU, with at least 8 images per task (not at `smoke`).
 
     Args:
         items: (checkpoint, Data, daclip_checkpoint, adec_off) tuples.
