@@ -49,8 +49,8 @@ from PIL import Image
 from data_prep import synth
 from m2ir_lib import data as m2ir_data
 from m2ir_lib.data import CDD11_TYPES, NOISE_SIGMAS, crop_to_multiple, load_image
+from m2ir_lib.runs import BUILD_STAMP as STAMP  # runs key training on it
 
-STAMP = ".stamp.json"
 MANIFESTS = ("mini_3d", "mini_5d", "mini_cdd11", "mini_desnow", "mini_weatherbench")
 
 

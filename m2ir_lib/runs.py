@@ -1,7 +1,8 @@
 """Run cache: each distinct training run of the workbook happens once per profile (§IV).
 
 A run is keyed by a stable hash of everything that decides its weights (network and training
-configs, manifest content, seed, tasks, repeats, DA-CLIP file) and kept under
+configs, manifest content, the synthetic build's stamp, seed, tasks, repeats, DA-CLIP file) and
+kept under
 ``runs/<profile>/<key>/`` as ``final.pt``, ``log.csv`` and ``meta.json``
 (``m2ir_lib.checkpoint``). The ~30 training runs behind Tables I–XII therefore train once,
 a partial run resumes, and ``train_many`` runs independent ones side by side. Two processes
@@ -38,6 +39,10 @@ __all__ = [
 ]
 # Bump when a code change makes cached runs stale (e.g. a different network for the same config).
 CACHE_VERSION = 2  # 2: fused AdamW
+# Written by `data_prep.mini` beside `manifests/`: seed, size, generator code and package
+# versions of a synthetic build. Its manifests name the same files after a rebuild, so the
+# stamp is what tells a run trained on yesterday's images from one trained on today's.
+BUILD_STAMP = ".stamp.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,6 +82,9 @@ def run_key(
         "repeats": dict(sorted(repeats.items())) if repeats else None,
         "daclip": file_sha256(daclip_checkpoint) if daclip_checkpoint else None,
     }
+    stamp = Path(manifest).resolve().parent.parent / BUILD_STAMP
+    if stamp.is_file():  # real data sets have none and keep their keys
+        spec["build"] = file_sha256(stamp)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

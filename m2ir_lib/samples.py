@@ -14,10 +14,16 @@ import torch
 
 from m2ir_lib import experiments
 
+# Fig. 7's rows, top to bottom as the paper's caption lists them: the seven composites of CDD11.
+FIG7_TYPES = ("low_haze", "low_rain", "low_snow", "haze_rain", "haze_snow", "low_haze_rain",
+              "low_haze_snow")  # fmt: skip
 
-def sample_items(data: experiments.Data, per_task: int = 1, distinct: bool = False) -> list[dict]:
-    """The first `per_task` test items of every evaluated task ([] when the data is missing);
-    denoising contributes one noise level only.
+
+def sample_items(
+    data: experiments.Data, per_task: int = 1, distinct: bool = False, tasks=None
+) -> list[dict]:
+    """The first `per_task` test items of every evaluated task (of `tasks` only, in that
+    order, when given; [] when the data is missing); denoising contributes one noise level.
 
     With `distinct`, each task shows a photograph not yet shown for an earlier task, as long
     as the test set has one (`distinct_items`): a figure with one row per task then shows
@@ -28,10 +34,12 @@ def sample_items(data: experiments.Data, per_task: int = 1, distinct: bool = Fal
     if not data.available:
         return []
     s = experiments.SETTINGS[data.setting]
+    if tasks is None and s.eval_tasks:
+        tasks = s.eval_tasks
     ds = EvalDataset(
         data.manifest,
         data.root,
-        tasks=list(s.eval_tasks) if s.eval_tasks else None,
+        tasks=list(tasks) if tasks else None,
         max_images=per_task if not distinct else max(per_task, DISTINCT_POOL),
     )
     seen: dict[tuple, int] = {}
@@ -42,6 +50,8 @@ def sample_items(data: experiments.Data, per_task: int = 1, distinct: bool = Fal
             continue  # one noise level is enough for a picture
         seen[key] = seen.get(key, 0) + 1
         out.append(item)
+    if tasks:
+        out.sort(key=lambda item: list(tasks).index(item["task"]))  # stable: keeps image order
     return distinct_items(out, per_task) if distinct else out
 
 

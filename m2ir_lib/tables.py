@@ -16,6 +16,7 @@ two networks, Table VII's all-off and full rows) train with several seeds when a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -468,15 +469,22 @@ def released_checkpoints(spec: str) -> dict[str, Path]:
 
 def _eval_key(ckpt, data: Data, protocol: str, kw: dict, daclip_checkpoint: str) -> str:
     """What an evaluation depends on: checkpoint file, manifest file, protocol, options, code."""
-    lib = Path(__file__).parent
     parts = [protocol, json.dumps(kw, default=str, sort_keys=True), daclip_checkpoint]
     for f in [ckpt, data.manifest]:
         st = Path(f).stat() if f is not None else None
         parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}" if st else "identity")
-    h = hashlib.sha256("|".join(parts).encode())
-    for src in sorted(lib.glob("*.py")):
+    parts.append(_library_digest())
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _library_digest() -> str:
+    """SHA-256 of the library's sources, once per process: the code that is running (an edit
+    takes effect on re-import, which clears this cache with the module)."""
+    h = hashlib.sha256()
+    for src in sorted(Path(__file__).parent.glob("*.py")):
         h.update(src.read_bytes())
-    return h.hexdigest()[:16]
+    return h.hexdigest()
 
 
 def per_image_rows(table: str, method: str, run: str, seed: int, per_image: pd.DataFrame):

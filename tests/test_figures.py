@@ -40,6 +40,12 @@ def test_sample_items_on_the_stand_in_picks_distinct_scenes():
     assert len({i["name"] for i in spread}) > 1
 
 
+def test_fig7_shows_the_papers_seven_composites_in_its_order():
+    data = experiments.locate("cdd11", "smoke")
+    items = samples.sample_items(data, distinct=True, tasks=samples.FIG7_TYPES)
+    assert [i["task"] for i in items] == list(samples.FIG7_TYPES)
+
+
 def test_comparison_has_psnr_on_every_panel_and_zoomed_crops(tmp_path):
     clean = torch.rand(3, 24, 48)
     degraded = clean.clone()

@@ -179,6 +179,20 @@ def test_run_cache_reuses_identical_runs(smoke_data, tmp_path):
     assert model(x).shape == x.shape and meta["step"] == TCFG.iters
 
 
+def test_run_key_follows_the_synthetic_build_not_only_its_manifest(tmp_path):
+    # A rebuilt mini set (new generator code) keeps its manifests' paths byte for byte; the
+    # runs trained on the old images must not be reused for it.
+    manifest = tmp_path / "build" / "manifests" / "mini_3d.csv"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("split,task,degraded_path,clean_path\n")
+    plain = runs.run_key(SMOKE.model, TCFG, manifest)
+    stamp = tmp_path / "build" / runs.BUILD_STAMP
+    stamp.write_text('{"code_sha256": "a"}')
+    first = runs.run_key(SMOKE.model, TCFG, manifest)
+    stamp.write_text('{"code_sha256": "b"}')
+    assert len({plain, first, runs.run_key(SMOKE.model, TCFG, manifest)}) == 3
+
+
 @pytest.mark.slow
 def test_train_many_runs_distinct_specs_in_parallel(smoke_data, tmp_path):
     root, manifest = smoke_data
