@@ -476,11 +476,11 @@ def figure_path(profile: str, name: str, root: str | Path | None = None) -> Path
     return out
 
 
-def save_figure(fig, path: str | Path | None):
+def save_figure(fig, path: str | Path | None, dpi: int = 110):
     """Save `fig` as every figure of the workbook is saved (110 dpi, tight); no-op for None."""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return fig
 
 

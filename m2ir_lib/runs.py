@@ -2,8 +2,7 @@
 
 A run is keyed by a stable hash of everything that decides its weights (network and training
 configs, manifest content, the synthetic build's stamp, seed, tasks, repeats, DA-CLIP file) and
-kept under
-``runs/<profile>/<key>/`` as ``final.pt``, ``log.csv`` and ``meta.json``
+kept under ``runs/<profile>/<key>/`` as ``final.pt``, ``log.csv`` and ``meta.json``
 (``m2ir_lib.checkpoint``). The ~30 training runs behind Tables I–XII therefore train once,
 a partial run resumes, and ``train_many`` runs independent ones side by side. Two processes
 that need the same run (a notebook open in JupyterLab while ``make reproduce`` runs) take

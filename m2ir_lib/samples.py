@@ -34,12 +34,11 @@ def sample_items(
     if not data.available:
         return []
     s = experiments.SETTINGS[data.setting]
-    if tasks is None and s.eval_tasks:
-        tasks = s.eval_tasks
+    wanted = tasks or s.eval_tasks
     ds = EvalDataset(
         data.manifest,
         data.root,
-        tasks=list(tasks) if tasks else None,
+        tasks=list(wanted) if wanted else None,
         max_images=per_task if not distinct else max(per_task, DISTINCT_POOL),
     )
     seen: dict[tuple, int] = {}

@@ -477,13 +477,19 @@ def _eval_key(ckpt, data: Data, protocol: str, kw: dict, daclip_checkpoint: str)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-@functools.cache
 def _library_digest() -> str:
-    """SHA-256 of the library's sources, once per process: the code that is running (an edit
-    takes effect on re-import, which clears this cache with the module)."""
+    """SHA-256 of the library's sources as they are on disk now; the files are read again
+    only when one's size or modification time changed (an edit in a notebook session is
+    still seen, without re-reading every source on every evaluation)."""
+    srcs = sorted(Path(__file__).parent.glob("*.py"))
+    return _digest_of(tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in srcs))
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_of(stamps: tuple) -> str:
     h = hashlib.sha256()
-    for src in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(src.read_bytes())
+    for path, *_ in stamps:
+        h.update(Path(path).read_bytes())
     return h.hexdigest()
 
 
