@@ -1,4 +1,4 @@
-"""Training-batch throughput of `m2ir_lib.data.TrainDataset` on the mini benchmark.
+"""Training-batch throughput of `m2ir_lib.data.datasets.TrainDataset` on the mini benchmark.
 
     PYTHONPATH=. python benchmarks/bench_data.py [--data data/mini] [--manifest mini_5d]
         [--patch 128] [--batch 8] [--workers 2] [--batches 60] [--cache] [--model-step]
@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_prep.mini import build
-from m2ir_lib.data import TrainDataset
+from m2ir_lib.data.datasets import TrainDataset
 
 
 def _one_thread(_worker_id):
@@ -55,8 +55,8 @@ def loader_throughput(manifest, root, patch, batch, workers, batches, cache) -> 
 
 def model_step_rate(batch, patch, steps=3) -> float:
     """Patches per second of forward + backward + AdamW step of the mini profile model."""
-    from m2ir_lib.config import get_profile
-    from m2ir_lib.model import build_model
+    from m2ir_lib.core.config import get_profile
+    from m2ir_lib.core.networks import build_model
 
     model = build_model(get_profile("mini").model)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-4)

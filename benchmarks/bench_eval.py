@@ -1,4 +1,4 @@
-"""Evaluation throughput on CPU: one two-thread process against `tables.evaluate_in_parallel`
+"""Evaluation throughput on CPU: one two-thread process against `scoring.evaluate_in_parallel`
 (two one-thread processes), on the same checkpoints and test images, same numbers.
 
 A script, never a unit test. It trains (or takes from the run cache) `--runs` short `mini`
@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-from m2ir_lib import experiments, tables  # noqa: E402
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.workbook import experiments, scoring, settings
 
 
 def _clear(ckpts) -> None:
@@ -40,29 +41,29 @@ def main(argv=None) -> dict:
     parser.add_argument("--iters", type=int, default=20, help="training iterations per run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    profile = get_profile(args.profile)  # resolved once, handed down
 
     import torch
 
-    data = experiments.locate(args.setting, args.profile)
+    data = settings.locate(args.setting, profile)
     short = dict(iters=args.iters, warmup_iters=1, cosine_iters=args.iters)
     runs = [
-        experiments.plan(f"seed {s}", args.profile, data, seed=s, train=short)
-        for s in range(args.runs)
+        experiments.plan(f"seed {s}", profile, data, seed=s, train=short) for s in range(args.runs)
     ]
-    ckpts = list(experiments.train_runs(runs, args.profile).values())
+    ckpts = list(experiments.train_runs(runs, profile).values())
     items = [(c, data, "", False) for c in ckpts]
 
     _clear(ckpts)
     start = time.perf_counter()
-    alone = [tables.evaluate_run(c, data, args.profile)[0] for c in ckpts]
+    alone = [scoring.evaluate_run(c, data, profile)[0] for c in ckpts]
     t_seq = time.perf_counter() - start
     images = sum(len(a) for a in alone)
 
     _clear(ckpts)
     start = time.perf_counter()
-    n = tables.evaluate_in_parallel(items, args.profile)
+    n = scoring.evaluate_in_parallel(items, profile)
     t_par = time.perf_counter() - start
-    both = [tables.evaluate_run(c, data, args.profile)[0] for c in ckpts]
+    both = [scoring.evaluate_run(c, data, profile)[0] for c in ckpts]
     drift = max(
         float((a["psnr"] - b["psnr"]).abs().max()) for a, b in zip(alone, both, strict=True)
     )

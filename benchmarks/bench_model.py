@@ -36,14 +36,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-from m2ir_lib.config import MODEL_PRESETS  # noqa: E402
-from m2ir_lib.efficiency import (  # noqa: E402
+from m2ir_lib.core.config import (
+    MODEL_PRESETS,  # noqa: E402
     baseline_config,
-    build_variant,
-    measure_latency,
-    resolve_config,
 )
-from m2ir_lib.losses import total_loss  # noqa: E402
+from m2ir_lib.core.losses import total_loss  # noqa: E402
+from m2ir_lib.engine.efficiency import build_variant, resolve_config
+from m2ir_lib.engine.speed import measure_latency
 
 SECTIONS = ("dispatch", "stage", "latency", "train", "placement", "profile")
 
@@ -140,8 +139,8 @@ TRAIN_VARIANTS = {
 
 def _train_setup(name, variant, args):
     """Model, optimizer and data of one training-step variant, same seed for all."""
-    from m2ir_lib.config import TrainConfig
-    from m2ir_lib.train import make_optimizer
+    from m2ir_lib.core.config import TrainConfig
+    from m2ir_lib.engine.train import make_optimizer
 
     cfg = dataclasses.replace(resolve_config(name), prior="mlp")
     if variant["dispatch"]:
@@ -270,8 +269,8 @@ def bench_stage(args):
     """One DGEA (eq. 4–6) with the paper's widths at each ADEC position for a --size input,
     forward only: dense (eq. 6 expert by expert), grouped (two matmuls) and sparse (each
     pixel's K+1 experts) on the same weights and routing."""
-    from m2ir_lib.config import PAPER
-    from m2ir_lib.model import DGEA
+    from m2ir_lib.core.config import PAPER
+    from m2ir_lib.core.model import DGEA
 
     rows = []
     h, w = args.size

@@ -24,15 +24,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-from m2ir_lib import tables  # noqa: E402
-from m2ir_lib.experiments import (  # noqa: E402
-    locate,
-    plan,
-    restormer_baseline,
-    schedule,
-    train_rows,
-    train_runs,
-)
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.workbook import scoring
+from m2ir_lib.workbook.experiments import plan, restormer_baseline, schedule, train_rows, train_runs
+from m2ir_lib.workbook.settings import locate
 
 
 def parse_variant(text: str) -> tuple[dict, tuple[str, ...] | None]:
@@ -58,23 +53,24 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    data = locate(args.setting, args.profile, seed=args.seed)
+    profile = get_profile(args.profile)  # resolved once, handed down
+    data = locate(args.setting, profile, seed=args.seed)
     if not data.available:
         raise SystemExit(data.reason)
     runs = []
     for v in args.variant:
         train, tasks = parse_variant(v)
-        for name, model in (("M²IR", None), ("Restormer-style", restormer_baseline(args.profile))):
-            run = plan(f"{name} [{v}]", args.profile, data, model=model, train=train,
+        for name, model in (("M²IR", None), ("Restormer-style", restormer_baseline(profile))):
+            run = plan(f"{name} [{v}]", profile, data, model=model, train=train,
                        seed=args.seed)  # fmt: skip
             if tasks:  # the schedule of the tasks kept, as the run prints it
-                tcfg, sched = schedule(args.profile, data.setting, train_rows(data, tasks),
+                tcfg, sched = schedule(profile, data.setting, train_rows(data, tasks),
                                        run.repeats, run.train)  # fmt: skip
                 run = dataclasses.replace(run, tasks=tasks, train=tcfg, schedule=sched)
             runs.append(run)
-    ckpts = train_runs(runs, args.profile)
-    scores = {"input": tables.evaluate_run(None, data, args.profile)[1]}
-    scores |= {label: tables.evaluate_run(p, data, args.profile)[1] for label, p in ckpts.items()}
+    ckpts = train_runs(runs, profile)
+    scores = {"input": scoring.evaluate_run(None, data, profile)[1]}
+    scores |= {label: scoring.evaluate_run(p, data, profile)[1] for label, p in ckpts.items()}
     table = pd.DataFrame(
         {k: s.groupby("task", sort=False)["psnr"].mean() for k, s in scores.items()}
     ).T

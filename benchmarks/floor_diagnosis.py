@@ -30,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-from m2ir_lib import experiments, tables  # noqa: E402
+from m2ir_lib.core.config import Profile, get_profile
+from m2ir_lib.workbook import experiments, settings, tables
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -48,9 +49,9 @@ def _scores(img: np.ndarray, clean: np.ndarray) -> dict:
     }
 
 
-def clean_brightness(data: experiments.Data) -> dict:
+def clean_brightness(data: settings.Data) -> dict:
     """Mean intensity of the distinct clean images of the train and test splits."""
-    from m2ir_lib.data import load_image, read_manifest
+    from m2ir_lib.data.datasets import load_image, read_manifest
 
     df = read_manifest(data.manifest)
     out = {}
@@ -60,12 +61,12 @@ def clean_brightness(data: experiments.Data) -> dict:
     return out
 
 
-def diagnose(table: str, profile: str, tasks=None, max_images: int | None = None) -> dict:
+def diagnose(table: str, profile: Profile, tasks=None, max_images: int | None = None) -> dict:
     """Per (method, task): n and the means of `_scores` over the table's test images."""
     import torch
 
-    from m2ir_lib.data import EvalDataset
-    from m2ir_lib.runs import load_checkpoint
+    from m2ir_lib.data.datasets import EvalDataset
+    from m2ir_lib.engine.runs import load_checkpoint
 
     runs = tables.table_runs(table, profile, seeds=1)
     data = runs[0].data
@@ -77,10 +78,10 @@ def diagnose(table: str, profile: str, tasks=None, max_images: int | None = None
         if not ckpt.is_file():
             raise SystemExit(
                 f"{run.label}: not trained yet ({ckpt}); run the table's notebook first, e.g. "
-                f"python -m m2ir_lib.pipeline --profile {profile} --only 01"
+                f"python -m m2ir_lib.pipeline --profile {profile.name} --only 01"
             )
         models[run.label] = load_checkpoint(ckpt)[0]
-    s = experiments.SETTINGS[data.setting]
+    s = settings.SETTINGS[data.setting]
     want = tasks or (list(s.eval_tasks) if s.eval_tasks else None)
     ds = EvalDataset(data.manifest, data.root, tasks=want, max_images=max_images)
     acc: dict[tuple, list] = {}
@@ -100,7 +101,12 @@ def diagnose(table: str, profile: str, tasks=None, max_images: int | None = None
         }
         for (m, t), v in acc.items()
     ]
-    return {"table": table, "profile": profile, "clean_mean": clean_brightness(data), "rows": rows}
+    return {
+        "table": table,
+        "profile": profile.name,
+        "clean_mean": clean_brightness(data),
+        "rows": rows,
+    }
 
 
 def main(argv=None) -> dict:
@@ -111,7 +117,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--images", type=int, default=None, help="at most this many per task")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    out = diagnose(args.table, args.profile, args.tasks, args.images)
+    out = diagnose(args.table, get_profile(args.profile), args.tasks, args.images)
     cm = out["clean_mean"]
     print(f"Table {args.table} ({args.profile}): clean images' mean intensity, "
           f"train {cm['train']:.3f}, test {cm['test']:.3f}")  # fmt: skip

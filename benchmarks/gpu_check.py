@@ -31,14 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m2ir_lib.efficiency import (  # noqa: E402
-    baseline_config,
-    build_variant,
-    complexity_of,
-    measure_latency,
-    peak_memory,
-    resolve_config,
-)
+from m2ir_lib.core.config import baseline_config
+from m2ir_lib.data.files import atomic_write_text
+from m2ir_lib.engine.efficiency import build_variant, complexity_of, resolve_config
+from m2ir_lib.engine.speed import measure_latency, peak_memory
 
 HAVE_OPEN_CLIP = importlib.util.find_spec("open_clip") is not None
 HAVE_PTFLOPS = importlib.util.find_spec("ptflops") is not None
@@ -125,7 +121,7 @@ def check_dispatch(args, budget):
 
 def check_train(args, budget):
     try:
-        from m2ir_lib.losses import total_loss
+        from m2ir_lib.core.losses import total_loss
     except ImportError:
         total_loss = None
 
@@ -249,9 +245,7 @@ def main(argv=None):
     print(text)
     if os.environ.get("OUT"):
         path = Path(os.environ["OUT"]) / "gpu_check.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(text, path)
         print("wrote", path)
 
 

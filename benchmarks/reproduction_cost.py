@@ -9,7 +9,7 @@ prepares its 3D manifest, then for each precision runs ``torchrun -m m2ir_lib.tr
 bounded by ``--max-seconds``. From each run's ``log.csv`` and ``meta.json`` it records the
 training throughput (images/s over the steps after ``--skip`` warm-up steps, all processes
 together), rank 0's peak GPU memory and the loss curve, in
-``benchmarks/measured/reproduction_cost_<gpu>.json``. `m2ir_lib.cost` turns the fp32
+``benchmarks/measured/reproduction_cost_<gpu>.json``. `m2ir_lib.workbook.cost` turns the fp32
 throughput and the derived schedules into Table XIII's cost table (README, "What a
 reproduction costs"). Rehearsal images are whole 128² patches, so data loading here is
 lighter than on the real sets (large JPEGs with 4 loader workers per GPU).
@@ -32,6 +32,8 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from m2ir_lib.data.files import atomic_write_text  # noqa: E402
 
 
 def device_name() -> str:
@@ -118,10 +120,7 @@ def main(argv=None) -> int:
     found["wall_s"] = round(time.time() - t0, 1)
     slug = re.sub(r"[^a-z0-9]+", "-", found["env"]["device"].lower()).strip("-")
     path = Path(a.out) / f"reproduction_cost_{slug}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(found, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(found, indent=2), path)
     shutil.rmtree(work, ignore_errors=True)
     print(path)
     return 0 if all("error" not in r for r in found["runs"]) else 1

@@ -4,7 +4,7 @@ Needs your clones of the authors' repositories (not part of this project; they n
 torch and einops). Each given network is built by the authors' code with random weights
 (perturbed so that AdaIR's α = 0 does not hide its AFLBs), saved as the released files lay
 it out (Restormer: BasicSR `params`; PromptIR/AdaIR: Lightning `state_dict`, `net.` prefix),
-loaded strictly with `m2ir_lib.rivals.load_released`, and both networks restore the same
+loaded strictly with `m2ir_lib.core.released.load_released`, and both networks restore the same
 random images. Also checks the parameter counts. Networks whose clone is not given are skipped.
 
     git clone https://github.com/swz30/Restormer; git clone https://github.com/va1shn9v/PromptIR
@@ -29,12 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m2ir_lib.rivals import (  # noqa: E402
-    build_rival,
-    convert_released,
-    load_released,
-    released_config,
-)
+from m2ir_lib.core.released import convert_released, load_released, released_config
+from m2ir_lib.core.rivals import build_rival
 
 ARCH_FILES = {
     "restormer": "basicsr/models/archs/restormer_arch.py",

@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from data_prep.scan import KEYS, Layout, Source
-from m2ir_lib.data import CDD11_TYPES, SPLITS, TASKS
+from m2ir_lib.data.datasets import CDD11_TYPES, SPLITS, TASKS
 
 # Folder-name alternatives ({a,b}; '.' = the folder itself). Matching is case-insensitive.
 _GOPRO = "{GOPRO_Large,GoPro,GOPRO_Large_all}"
@@ -361,8 +363,6 @@ def weatherbench_layout(spec: dict | str | Path | None = None) -> list[Layout]:
         except OSError as err:
             raise ValueError(f"WeatherBench layout file {where}: cannot read it ({err})") from None
         if where.endswith((".yaml", ".yml")):
-            import yaml
-
             try:
                 spec = yaml.safe_load(text)
             except yaml.YAMLError as err:

@@ -47,10 +47,13 @@ import pandas as pd
 from PIL import Image
 
 from data_prep import synth
-from m2ir_lib import data as m2ir_data
-from m2ir_lib.data import CDD11_TYPES, NOISE_SIGMAS, crop_to_multiple, load_image
-from m2ir_lib.runs import BUILD_STAMP as STAMP  # runs key training on it
+from m2ir_lib.data import datasets as m2ir_data
+from m2ir_lib.data.datasets import CDD11_TYPES, NOISE_SIGMAS, crop_to_multiple, load_image
 
+# Written beside `manifests/`: seed, size, generator code and package versions of a synthetic
+# build. Its manifests name the same files after a rebuild, so the stamp is what tells a run
+# trained on yesterday's images from one trained on today's (`engine.runs.run_key` hashes it).
+BUILD_STAMP = ".stamp.json"
 MANIFESTS = ("mini_3d", "mini_5d", "mini_cdd11", "mini_desnow", "mini_weatherbench")
 
 
@@ -322,7 +325,7 @@ def _stamp(seed: int, size: str) -> dict:
 
 def _complete(out: Path, stamp: dict) -> bool:
     try:
-        return json.loads((out / STAMP).read_text()) == stamp and all(
+        return json.loads((out / BUILD_STAMP).read_text()) == stamp and all(
             (out / "manifests" / f"{m}.csv").is_file() for m in MANIFESTS
         )
     except (OSError, ValueError):
@@ -346,7 +349,7 @@ def build(out, seed: int = 0, size: str = "mini") -> dict[str, Path]:
     paths = {m: out / "manifests" / f"{m}.csv" for m in MANIFESTS}
     if _complete(out, stamp):
         return paths
-    if out.exists() and any(out.iterdir()) and not (out / STAMP).exists():
+    if out.exists() and any(out.iterdir()) and not (out / BUILD_STAMP).exists():
         raise FileExistsError(
             f"{out} exists, is not empty and is not a mini benchmark build; choose another --out"
         )
@@ -414,7 +417,7 @@ def _build_into(tmp: Path, seed: int, size: str) -> None:
         df.to_csv(tmp / "manifests" / f"{m}.csv", index=False, lineterminator="\n")
     pd.DataFrame(sources).to_csv(tmp / "sources.csv", index=False, lineterminator="\n")
     (tmp / "report.md").write_text(_report(frames, seed, size, sources))
-    (tmp / STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+    (tmp / BUILD_STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
 
 
 build_mini = build

@@ -18,7 +18,8 @@ import pandas as pd
 
 from data_prep.adapters import LAYOUTS, weatherbench_layout
 from data_prep.scan import CountError, LayoutError, Part, PartialDataWarning, check_images, find
-from m2ir_lib.data import NOISE_SIGMAS
+from m2ir_lib.data.datasets import NOISE_SIGMAS
+from m2ir_lib.data.files import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -156,14 +157,6 @@ def relative(path: Path, root: Path) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _find_parts(names, root, layout, allow_partial) -> tuple[dict[str, Part], dict[str, str]]:
     found, missing = {}, {}
     for name in names:
@@ -265,20 +258,12 @@ def prepare(
         have = [p for p in cmd.required + cmd.optional if p in parts]
         df = manifest_frame([parts[p] for p in have], root, cmd.test_sigmas)
         path = out / f"{name}.csv"
-        write_atomic(path, df.to_csv(index=False, lineterminator="\n"))
+        atomic_write_text(df.to_csv(index=False, lineterminator="\n"), path)
         res.manifests[name] = path
     res.report = out / f"{command}.report.md"
-    write_atomic(
-        res.report,
-        render_report(
-            command,
-            root,
-            res,
-            missing,
-            failed,
-            absent,
-            dict(verify=verify, on_bad=on_bad, patch=patch, allow_partial=allow_partial),
-        ),
+    options = dict(verify=verify, on_bad=on_bad, patch=patch, allow_partial=allow_partial)
+    atomic_write_text(
+        render_report(command, root, res, missing, failed, absent, options), res.report
     )
     if failed:
         raise CountError(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from m2ir_lib.data import CDD11_TYPES
+from m2ir_lib.data.datasets import CDD11_TYPES
 
 TRAIN_SIZE = (128, 128)  # (W, H): one 128² training patch after the crop to 16
 TEST_SIZE = (64, 48)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from m2ir_lib.data import ImageReadError, load_image
+from m2ir_lib.data.datasets import ImageReadError, load_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VERIFY_LEVELS = ("quick", "full", "none")
@@ -380,7 +380,7 @@ def probe_image(path: Path, level: str = "quick") -> ImageInfo:
 
     ``quick`` checks the PNG chunk CRCs up to IEND and that a JPEG ends with its EOI marker
     (both catch truncation without decoding) and decodes other formats; ``full`` decodes
-    every image with `m2ir_lib.data.load_image` and checks that a JPEG's scan data covers
+    every image with `m2ir_lib.data.datasets.load_image` and checks that a JPEG's scan data covers
     every block (`jpeg_scan_complete`: catches a cut with the end marker kept).
 
     Raises:

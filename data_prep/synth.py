@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
-from m2ir_lib.data import add_gaussian_noise
+from m2ir_lib.data.datasets import add_gaussian_noise
 
 REF_SIDE = 480  # the long side at which the pixel lengths below hold
 
@@ -77,7 +77,7 @@ def line_kernel(length: float, angle: float) -> np.ndarray:
 def gaussian_noise(clean_u8: np.ndarray, sigma: float, rng) -> np.ndarray:
     """Gaussian noise, the peers' exact formula: ``clip(x + N(0, 1)·σ, 0, 255).astype(uint8)``
     on the uint8 image, σ ∈ {15, 25, 50} (the one implementation is
-    `m2ir_lib.data.add_gaussian_noise`, also used on the fly in training and testing)."""
+    `m2ir_lib.data.datasets.add_gaussian_noise`, also used on the fly in training and testing)."""
     return add_gaussian_noise(clean_u8, sigma, rng)
 
 

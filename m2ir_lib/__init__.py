@@ -1,7 +1,17 @@
-"""M²IR reproduction workbook library: model, losses, data, training, evaluation, efficiency.
+"""M²IR reproduction workbook library, in four layers (README, "What is where"):
 
-Importing this package does nothing beyond defining names: no files read, no seeds set,
-nothing downloaded. Submodules are imported explicitly (`from m2ir_lib.model import M2IR`).
+- `m2ir_lib.core`: configuration, the M²IR network and its blocks, the DA-CLIP prior, the
+  rivals, the losses (the "small library": torch only);
+- `m2ir_lib.data`: images, manifests, datasets, metrics, the one atomic file writer;
+- `m2ir_lib.engine`: training, checkpoints, the run cache, evaluation, restoration,
+  efficiency;
+- `m2ir_lib.workbook`: what the notebooks call for settings, runs, tables, statistics,
+  verdicts, figures and the summary page.
+
+Imports only go down (`data_prep` sits between the data layer and the engine); the modules at
+this level are the command lines (`python -m m2ir_lib.pipeline|train|restore|efficiency|
+summary`). Importing this package does nothing beyond defining names: no files read, no seeds
+set, nothing downloaded.
 """
 
 __version__ = "0.1.0"

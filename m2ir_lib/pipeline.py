@@ -22,9 +22,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import papermill as pm
+from papermill.exceptions import PapermillExecutionError
+from tqdm.auto import tqdm
 
-from m2ir_lib.config import PROFILES, get_profile
-from m2ir_lib.results import new_temp_file, repo_root, results_dir
+from m2ir_lib.core.config import PROFILES, get_profile
+from m2ir_lib.data.files import atomic_path
+from m2ir_lib.workbook import summary
+from m2ir_lib.workbook.results import repo_root, results_dir
 
 
 def notebooks(root: str | Path | None = None) -> list[Path]:
@@ -98,9 +103,8 @@ def _write_times(rows: list[dict], path: Path) -> None:
         old = pd.read_csv(path)
         frame = pd.concat([old[~old["notebook"].isin(frame["notebook"])], frame])
     frame = frame.sort_values("notebook", kind="stable")
-    tmp = new_temp_file(path)
-    frame[cols].to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame[cols].to_csv(tmp, index=False)
 
 
 def run(
@@ -129,11 +133,8 @@ def run(
         SystemExit: with a message naming the failing notebook and cell; on Ctrl-C, code 130
             after naming the stopped notebook and the `--from` command that resumes.
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-    from tqdm.auto import tqdm
 
-    get_profile(profile)
+    prof = get_profile(profile)  # the notebooks get the name and resolve it in their kernel
     results_at = results_dir(profile, root)  # honours $M2IR_RESULTS unless root is given
     results_root, root = root, Path(root or repo_root())
     todo = select(notebooks(root), only, start)
@@ -194,9 +195,7 @@ def run(
         _record(done, times_path, nb.name, "ok", t0, profile)
     outer.close()
     try:  # the page is rebuilt from files already written: a failure here loses nothing
-        from m2ir_lib import summary
-
-        page = summary.write_summary(profile, results_root)
+        page = summary.write_summary(prof, results_root)
         print(f"summary page: {page}")
     except Exception as err:  # noqa: BLE001
         print(

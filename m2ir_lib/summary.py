@@ -1,147 +1,19 @@
-"""The summary page of a profile's results: `results/<profile>/README.md`.
-
-One page a person browsing the repository can read without running anything: for each of
-Tables I–XIII the paper's printed row(s) beside ours with n and 95 % intervals, the
-conclusion its notebook computed, and the figures; at the top, the commit, date, machine
-and run time that produced them. `m2ir_lib.pipeline` rewrites it after every run, from the
-CSVs, figures and executed notebooks under `results/<profile>/`; nothing on it is typed.
-
-    python -m m2ir_lib.summary --profile mini      # rebuild the page from what is there
-"""
+"""``python -m m2ir_lib.summary --profile mini``: (re)write `results/<profile>/README.md`,
+the summary page of a profile's results, from the CSVs and figures already written."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
-from pathlib import Path
 
-import pandas as pd
-
-from m2ir_lib import report, results
-from m2ir_lib.checkpoint import atomic_write_text
-
-# Paper rows shown beside ours in the comparison tables (all rows of the ablations).
-PAPER_ROWS = ("M²IR", "Restormer", "PromptIR", "AdaIR")
-PAGE = "README.md"
-
-
-def machine() -> str:
-    """What ran the workbook: CPU or GPU, cores, OS, Python and torch versions."""
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    cpu = platform.processor() or platform.machine()
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {device}; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, torch {torch.__version__}"
-    )
-
-
-def notebook_conclusion(executed: Path) -> str | None:
-    """The Markdown that `report.conclusions(...)` displayed in an executed notebook."""
-    if not executed.is_file():
-        return None
-    nb = json.loads(executed.read_text(encoding="utf-8"))
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code" and "report.conclusions(" in "".join(cell["source"]):
-            for out in cell.get("outputs", []):
-                text = out.get("data", {}).get("text/markdown")
-                if text:
-                    return "".join(text).strip()
-    return None
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "_(no rows)_"
-    flat = frame.copy()
-    if isinstance(flat.columns, pd.MultiIndex):
-        flat.columns = [" ".join(str(c) for c in col if str(c)) for col in flat.columns]
-    if isinstance(flat.index, pd.MultiIndex):
-        flat.index = [" / ".join(str(i) for i in idx) for idx in flat.index]
-    return flat.to_markdown()
-
-
-def _metric(table: pd.DataFrame) -> list[str] | None:
-    metrics = set(table.loc[table["metric"] != results.STATUS, "metric"])
-    return ["PSNR"] if "PSNR" in metrics else None
-
-
-def table_section(profile: str, roman: str, root: Path | None = None) -> str:
-    """One table's block: paper rows, our rows with intervals, status, conclusion, figure."""
-    spec = results.TABLES[roman]
-    lines = [f"## Table {roman}: {spec.title}", ""]
-    out = results.results_dir(profile, root)
-    if not (out / f"{spec.stem}.csv").is_file():
-        return "\n".join([*lines, f"_Not produced by this run (no `{spec.stem}.csv`)._", ""])
-    table = results.read_results(profile, roman, root)
-    metrics = _metric(table)
-    paper = table[table["source"] == "paper"]
-    ablation = roman in ("VII", "VIII", "IX", "X", "XI", "XII")
-    keep = (
-        None
-        if ablation or roman == "XIII"
-        else [m for m in PAPER_ROWS if m in set(paper["method"])]
-    )
-    lines += ["**Paper (printed)**", "", _markdown(report.wide_view(paper, metrics, keep)), ""]
-    ours = table[table["source"] == "reproduced"]
-    view = report.interval_view(table, metrics) if roman != "XIII" else report.wide_view(ours)
-    lines += [f"**This run** (`{profile}`; ▼ = no better than the degraded input)", ""]
-    lines += [_markdown(view), ""]
-    status = report.status_view(table)
-    if not status.empty:
-        lines += ["**Not reproduced here**", "", _markdown(status), ""]
-    executed = out / "notebooks"
-    found = sorted(executed.glob(f"*_table_{roman}_*.ipynb"))
-    text = notebook_conclusion(found[0]) if found else None
-    if text:
-        lines += ["**Conclusion computed by the notebook**", "", text, ""]
-    figure = out / "figures" / f"{spec.stem}.png"
-    if figure.is_file():
-        lines += [f"![Table {roman}](figures/{figure.name})", ""]
-    return "\n".join(lines)
-
-
-def write_summary(profile: str, root: str | Path | None = None) -> Path:
-    """Write `results/<profile>/README.md` from what the workbook left there; atomic."""
-    out = results.results_dir(profile, root)  # honours $M2IR_RESULTS unless root is given
-    times_path = out / "pipeline_times.csv"
-    times = pd.read_csv(times_path) if times_path.is_file() else pd.DataFrame()
-    head = [
-        f"# Reference results, profile `{profile}`",
-        "",
-        "Generated by `python -m m2ir_lib.summary` at the end of every pipeline run (e.g. "
-        f"`make reproduce PROFILE={profile}`); do not edit by hand. `source == paper` numbers are "
-        "the paper's printed ones (`results/reported/`); everything else was measured by this "
-        "run. Column meanings: docs/results.md.",
-        "",
-        f"- commit: `{results.git_commit()}`",
-        f"- written: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {machine()}",
-    ]
-    if not times.empty:
-        ok = (times["status"] == "ok").sum()
-        head.append(
-            f"- notebooks: {ok} of {len(times)} ok, {times['seconds'].sum() / 60:.1f} min "
-            "in all (per notebook: `pipeline_times.csv`)"
-        )
-    body = [table_section(profile, roman, root) for roman in results.TABLES]
-    figures = sorted((out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
-    tables = {f"{s.stem}.png" for s in results.TABLES.values()}
-    others = [f for f in figures if f.name not in tables]
-    tail = ["## Other figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in others]
-    page = "\n".join(head + [""] + body + tail) + "\n"
-    return atomic_write_text(page, out / PAGE)
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.workbook.summary import write_summary
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="mini")
     args = parser.parse_args(argv)
-    print(write_summary(args.profile))
+    print(write_summary(get_profile(args.profile)))
 
 
 if __name__ == "__main__":

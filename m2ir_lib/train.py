@@ -1,435 +1,30 @@
-"""Training of §IV-A: AdamW, linear warm-up then cosine annealing, the loss of eq. (11).
+"""``python -m m2ir_lib.train``: one training run from the command line (§IV-A).
 
-One plain loop (nanoGPT style) that runs as a single process or under ``torchrun`` (DDP;
-gloo on CPU, NCCL on GPU, bf16 autocast on GPU). The peers' per-epoch schedule
-(PromptIR/AdaIR ``LinearWarmupCosineAnnealingLR``, docs/readings.md §12) is in iterations, so a
-shortened profile keeps its shape.
+    python -m m2ir_lib.train --profile mini --manifest M --data-root D --out DIR
+    torchrun --nproc_per_node=2 -m m2ir_lib.train ...      # DDP, same global batch
 
-Exact resume: the data stream is a pure function of (seed, sample counter). Sample ``g`` of
-the global stream is item ``perm_e[g mod n]`` of epoch ``e = g // n`` (a seeded permutation
-per epoch, rank ``r`` taking its slice of each global batch as DistributedSampler does), and
-its crop, flip and noise draw from a generator seeded by ``(seed, g)`` alone (the
-``TrainDataset`` key ``(index, sample_seed)``). A checkpoint therefore only
-needs the step count beside weights, optimizer, scheduler and RNG states, whatever the number
-of data-loader workers.
-
-CLI: ``python -m m2ir_lib.train --profile mini --manifest M --data-root D --out DIR``, or the
-same under ``torchrun --nproc_per_node=2 -m m2ir_lib.train ...``.
+The run is planned by `m2ir_lib.workbook.experiments.plan`, as the notebooks plan theirs
+(setting, repeats, schedule), printed, then trained by `m2ir_lib.engine.train.train`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import json
-import math
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
-
-from m2ir_lib.checkpoint import (
-    CheckpointError,
-    CSVLog,
-    RunFolderBusy,
-    atomic_write_text,
-    check_same_run,
-    expert_counts,
-    heal_meta,
-    load_checkpoint,
-    lock_run_folder,
-    param_checksum,
-    release_run_folder,
-    resume_point,
-    run_meta,
-    save_checkpoint,
-    set_rng_state,
-)
-from m2ir_lib.config import M2IRConfig, TrainConfig, get_profile
-from m2ir_lib.losses import total_loss
-
-__all__ = [
-    "StreamSampler",
-    "WarmupCosine",
-    "accumulation",
-    "load_checkpoint",
-    "lr_at",
-    "main",
-    "train",
-]
-
-
-# ---------------------------------------------------------------------------------------------
-# Learning-rate schedule
-# ---------------------------------------------------------------------------------------------
-
-
-class WarmupCosine:
-    """LR factor of PromptIR's LinearWarmupCosineAnnealingLR (closed form), in iterations.
-
-    ``it < warmup``: ``it / (warmup - 1)`` (0 at the first step, as the peers' epoch 0);
-    then ``½(1 + cos(π (it - warmup) / (horizon - warmup)))`` with ``horizon`` = cosine_iters,
-    beyond the iterations trained so the LR never reaches 0 (AdaIR: warm-up 15, horizon 180,
-    150 epochs trained). A class, not a lambda, so LambdaLR's state dict can save it.
-    """
-
-    def __init__(self, warmup_iters: int, cosine_iters: int):
-        if not 0 <= warmup_iters < cosine_iters:
-            raise ValueError(
-                f"need 0 <= warmup_iters ({warmup_iters}) < cosine_iters ({cosine_iters})"
-            )
-        self.warmup_iters, self.cosine_iters = warmup_iters, cosine_iters
-
-    def __call__(self, it: int) -> float:
-        w, t = self.warmup_iters, self.cosine_iters
-        if it < w:
-            return it / max(1, w - 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(it - w, t - w) / (t - w)))
-
-
-def lr_at(it: int, cfg: TrainConfig) -> float:
-    """The learning rate used by optimizer step ``it`` (0-based)."""
-    return cfg.lr * WarmupCosine(cfg.warmup_iters, cfg.cosine_iters)(it)
-
-
-# ---------------------------------------------------------------------------------------------
-# Deterministic, resumable data stream
-# ---------------------------------------------------------------------------------------------
-
-
-def sample_seed(seed: int, g: int) -> int:
-    """The RNG seed of global sample ``g`` of a run with ``seed``."""
-    return int(np.random.SeedSequence([seed, g]).generate_state(1)[0])
-
-
-class StreamSampler(Sampler):
-    """This rank's ``(index, sample seed)`` pairs for optimizer steps ``start .. iters - 1``."""
-
-    def __init__(self, n, seed, rank, world, batch, accum, start, iters):
-        if n == 0:
-            raise ValueError("the training set is empty")
-        self.n, self.seed, self.rank, self.world = n, seed, rank, world
-        self.batch, self.accum, self.start, self.iters = batch, accum, start, iters
-        self._epoch, self._perm = -1, None
-
-    def __len__(self):
-        return (self.iters - self.start) * self.accum * self.batch
-
-    def _index(self, g):
-        epoch, pos = divmod(g, self.n)
-        if epoch != self._epoch:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen).tolist()
-        return self._perm[pos]
-
-    def __iter__(self):
-        for micro in range(self.start * self.accum, self.iters * self.accum):
-            for j in range(self.batch):
-                g = (micro * self.world + self.rank) * self.batch + j
-                yield self._index(g), sample_seed(self.seed, g)
-
-
-def make_train_dataset(manifest, data_root, patch, tasks=None, repeats=None, cache=False):
-    """The training set; items are keyed ``(index, sample seed)`` (``TrainDataset`` contract)."""
-    from m2ir_lib.data import TrainDataset
-
-    return TrainDataset(manifest, data_root, patch, tasks=tasks, repeats=repeats, cache=cache)
-
-
-# ---------------------------------------------------------------------------------------------
-# Distributed set-up
-# ---------------------------------------------------------------------------------------------
-
-
-def _distributed(device):
-    """(rank, world, device) — initialises the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
-
-
-def accumulation(tc: TrainConfig, world: int) -> int:
-    """Micro-batches per optimizer step on each of ``world`` processes, so that every step
-    sees ``tc.global_batch`` samples however many GPUs train (the peers' 32).
-
-    Raises:
-        ValueError: the global batch is not a multiple of ``world × batch_size``.
-    """
-    per_round = world * tc.batch_size
-    if tc.global_batch % per_round:
-        fits = [b for b in range(tc.batch_size, 0, -1) if tc.global_batch % (world * b) == 0]
-        hint = f"batch_size={fits[0]}" if fits else f"at most {tc.global_batch} processes"
-        raise ValueError(
-            f"global batch {tc.global_batch} (batch_size {tc.batch_size} × grad_accum "
-            f"{tc.grad_accum}) is not divisible by {world} process(es) × batch_size "
-            f"{tc.batch_size}; use {hint} (same global batch) or another process count"
-        )
-    return tc.global_batch // per_round
-
-
-def _all_ranks(flag: bool, world: int, device) -> bool:
-    """True when ``flag`` holds on every rank (one all-reduce)."""
-    if world == 1:
-        return flag
-    t = torch.tensor([0.0 if flag else 1.0], device=device)
-    dist.all_reduce(t)
-    return t.item() == 0
-
-
-def make_optimizer(params, tc: TrainConfig, device) -> torch.optim.AdamW:
-    """AdamW of §IV-A. Fused (one kernel over all tensors) where torch has it: the
-    per-tensor loop cost ~15 % of a `mini` step (benchmarks/bench_model.py --only train)."""
-    fused = torch.device(device).type in ("cpu", "cuda")
-    return torch.optim.AdamW(
-        params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=fused or None
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The loop
-# ---------------------------------------------------------------------------------------------
-
-
-def train(
-    model_cfg: M2IRConfig,
-    train_cfg: TrainConfig,
-    manifest,
-    data_root,
-    out_dir,
-    *,
-    seed: int = 0,
-    profile: str = "mini",
-    device=None,
-    resume: bool = True,
-    daclip_checkpoint: str | None = None,
-    tasks=None,
-    repeats=None,
-    progress: bool = True,
-    cache_images: bool = False,
-    lock_timeout: float = -1,
-) -> Path:
-    """Train M²IR (§IV-A) and return the path of its final checkpoint.
-
-    Writes ``last.pt`` every ``ckpt_every`` steps, then ``final.pt``, ``log.csv`` (each loss
-    term, lr and each ADEC's expert selection shares per step) and ``meta.json`` in
-    ``out_dir``. Runs single-process or under ``torchrun`` (env RANK / WORLD_SIZE).
-
-    Args:
-        model_cfg: the network.
-        train_cfg: optimisation (iterations, schedule, batch per process, loss weights).
-        manifest: data manifest CSV (split 'train' rows are used).
-        data_root: folder the manifest paths are relative to.
-        out_dir: run folder.
-        seed: initialisation and data-stream seed.
-        profile: profile name, recorded as provenance.
-        device: torch device; default CUDA (this rank's GPU) if available, else CPU.
-        resume: continue from ``out_dir/last.pt`` (or return ``final.pt``) when present.
-        daclip_checkpoint: DA-CLIP file for prior='daclip'.
-        tasks: train only on these tasks (default all in the manifest).
-        repeats: per-task repetition of the training pairs (AdaIR's data balancing).
-        progress: show a tqdm bar on rank 0.
-        cache_images: keep decoded training images in memory (small sets such as ``mini``).
-        lock_timeout: seconds to wait while another process owns ``out_dir`` (-1: as long as
-            it takes; 0: stop at once). One process at a time writes into a run folder.
-
-    Raises:
-        ValueError: iters < 1 or a negative seed.
-        RunFolderBusy: ``out_dir`` stayed owned by another process (named in the message).
-        CheckpointError: no readable checkpoint to resume from (names the file and the flag).
-        FloatingPointError: the loss became NaN/inf (message names the iteration; the last
-            good checkpoint is left in place).
-    """
-    from m2ir_lib.model import build_model
-
-    out, tc = Path(out_dir), train_cfg
-    if tc.iters < 1:
-        raise ValueError(f"iters={tc.iters}: a run needs at least one optimizer step")
-    if seed < 0:
-        raise ValueError(f"seed={seed}: seeds are integers >= 0")
-    if tc.iters > tc.cosine_iters:
-        warnings.warn(
-            f"iters={tc.iters} is beyond the cosine horizon cosine_iters={tc.cosine_iters}: "
-            f"steps {tc.cosine_iters + 1}..{tc.iters} train at learning rate 0",
-            stacklevel=2,
-        )
-    rank, world, device = _distributed(device)
-    lock = None
-    try:
-        accum = accumulation(tc, world)
-        meta = run_meta(
-            model_cfg, tc, manifest, data_root, seed, profile, tasks, repeats, daclip_checkpoint
-        )
-        lock = lock_run_folder(out, lock_timeout) if rank == 0 else None
-        use_amp = tc.amp and device.type == "cuda"  # bf16 autocast on GPU only
-        meta.update(
-            world_size=world,
-            device=str(device),
-            global_batch=tc.global_batch,
-            accumulation=accum,
-            precision="bf16 autocast" if use_amp else "fp32",
-        )
-        final, last = out / "final.pt", out / "last.pt"
-        ckpt_path, ckpt = resume_point(out) if resume else (None, None)
-        if ckpt is not None:
-            check_same_run(ckpt["meta"], meta, ckpt_path)
-            if ckpt_path == final and ckpt["step"] >= tc.iters:
-                if rank == 0:
-                    heal_meta(out, ckpt)
-                return final
-
-        torch.manual_seed(seed)  # same initial weights on every rank
-        model = build_model(model_cfg, daclip_checkpoint).to(device)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = make_optimizer(params, tc, device)
-        sched = LambdaLR(opt, WarmupCosine(tc.warmup_iters, tc.cosine_iters))
-        start = 0
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model"], strict=False)
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            set_rng_state(ckpt["rng"])
-            start = ckpt["step"]
-        net = model
-        if world > 1:
-            ids = [device.index] if device.type == "cuda" else None
-            # Sparse dispatch leaves unselected experts out of the graph; some rivals have
-            # parameters without gradient too (RivalConfig.unused_parameters).
-            unused = getattr(model_cfg, "dispatch", "") == "sparse" or getattr(
-                model_cfg, "unused_parameters", False
-            )
-            net = DDP(model, device_ids=ids, find_unused_parameters=unused)
-
-        data = make_train_dataset(manifest, data_root, tc.patch, tasks, repeats, cache_images)
-        sampler = StreamSampler(len(data), seed, rank, world, tc.batch_size, accum, start, tc.iters)
-        pin = device.type == "cuda"
-        loader = DataLoader(
-            data, tc.batch_size, sampler=sampler, num_workers=tc.num_workers, pin_memory=pin
-        )
-        batches = iter(loader)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-        loss_kw = {k: getattr(tc, k) for k in ("lambda1", "lambda2", "charbonnier")}
-        loss_kw.update(use_balance=tc.use_balance, use_fft=tc.use_fft)
-
-        def save(path, step):
-            sums = [param_checksum(model)] * world
-            if world > 1:
-                dist.all_gather_object(sums, sums[0])
-                if len(set(sums)) != 1:
-                    raise RuntimeError(f"DDP ranks disagree at step {step}: checksums {sums}")
-            if rank == 0:
-                save_checkpoint(path, model, opt, sched, step, {**meta, "rank_checksums": sums})
-            if world > 1:
-                dist.barrier()
-
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            if progress:
-                print(
-                    f"train {profile}: {tc.iters} optimizer steps of global batch "
-                    f"{tc.global_batch} = {world} process(es) × {tc.batch_size} × accumulation "
-                    f"{accum}; {len(data)} samples per epoch; warm-up {tc.warmup_iters}, "
-                    f"cosine horizon {tc.cosine_iters}; {meta['precision']}",
-                    flush=True,
-                )
-        log = CSVLog(out / "log.csv", start) if rank == 0 else None
-        show = progress and rank == 0
-        bar = tqdm(range(start, tc.iters), initial=start, total=tc.iters, disable=not show)
-        bar.set_description(f"train {profile}")
-        net.train()
-        t0 = time.perf_counter()
-        for it in bar:
-            for micro in range(accum):
-                batch = next(batches)
-                x = batch["degraded"].to(device, non_blocking=True)  # (B, 3, p, p)
-                y = batch["clean"].to(device, non_blocking=True)
-                last_micro = micro == accum - 1
-                sync = contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()
-                with sync:
-                    with amp:
-                        pred, routings = net(x, return_routing=True)
-                    loss, terms = total_loss(pred.float(), y, routings, **loss_kw)  # eq. (11)
-                    if not _all_ranks(bool(torch.isfinite(loss)), world, device):
-                        good = last if last.is_file() else "none (no checkpoint written yet)"
-                        raise FloatingPointError(
-                            f"non-finite loss ({loss.item()}) at iteration {it + 1} of "
-                            f"{tc.iters}; run stopped, last good checkpoint: {good}"
-                        )
-                    (loss / accum).backward()
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
-            # Statistics of the last micro-batch, averaged over ranks in one all-reduce.
-            stats = torch.tensor([loss.item(), *terms.values()], dtype=torch.float64)
-            stats = torch.cat([stats, expert_counts(routings).double().cpu()])
-            if world > 1:
-                stats = stats.to(device)
-                dist.all_reduce(stats)
-                stats = stats.cpu()
-                stats[: 1 + len(terms)] /= world
-            if rank == 0:
-                row = log.step_row(
-                    it + 1, lr, stats, list(terms), len(routings), time.perf_counter() - t0
-                )
-                if (it + 1) % tc.log_every == 0 or it + 1 == tc.iters:
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
-            if (it + 1) % tc.ckpt_every == 0 and it + 1 < tc.iters:
-                save(last, it + 1)
-        bar.close()
-        save(final, tc.iters)
-        if rank == 0:
-            log.close()
-            last.unlink(missing_ok=True)
-            (out / "prev.pt").unlink(missing_ok=True)
-            summary = {
-                **meta,
-                "steps": tc.iters,
-                "resumed_from": start,
-                "wall_s_this_session": time.perf_counter() - t0,
-                "threads": torch.get_num_threads(),
-            }
-            if device.type == "cuda":  # this rank's peak (benchmarks/reproduction_cost.py)
-                summary["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-            atomic_write_text(json.dumps(summary, indent=2, sort_keys=True), out / "meta.json")
-        return final
-    finally:
-        if lock is not None:
-            release_run_folder(lock, out)
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.engine.checkpoint import CheckpointError, RunFolderBusy
+from m2ir_lib.engine.train import train
+from m2ir_lib.workbook import experiments, settings
 
 
 def main(argv=None) -> int:
     """``python -m m2ir_lib.train`` (also under torchrun): plans the run with
-    `m2ir_lib.experiments.plan`, as the notebooks do (repeats, schedule), prints the plan,
+    `m2ir_lib.workbook.experiments.plan`, as the notebooks do (repeats, schedule), prints the plan,
     then trains."""
-    from m2ir_lib import experiments
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", default="mini", help="smoke | mini | paper")
     p.add_argument("--manifest", required=True, help="data manifest CSV")
@@ -464,16 +59,19 @@ def main(argv=None) -> int:
     if a.seed < 0:
         p.error(f"--seed {a.seed}: give an integer >= 0")
     setting = a.setting or Path(a.manifest).stem.removeprefix("mini_")
-    if setting not in experiments.SETTINGS:
-        p.error(f"give --setting (one of {sorted(experiments.SETTINGS)}); {setting!r} is none")
-    prof = get_profile(a.profile)
-    data = experiments.Data(
+    if setting not in settings.SETTINGS:
+        p.error(f"give --setting (one of {sorted(settings.SETTINGS)}); {setting!r} is none")
+    try:
+        prof = get_profile(a.profile)  # resolved once; everything below is handed the object
+    except ValueError as err:
+        p.error(str(err))
+    data = settings.Data(
         setting, Path(a.manifest), Path(a.data_root), a.manifest, real=prof.data == "real"
     )
     train_kw = {"amp": True} if a.bf16 else {}
     run = experiments.plan(
         "cli",
-        a.profile,
+        prof,
         data,
         train=train_kw,
         ablation=a.ablation,
@@ -493,7 +91,7 @@ def main(argv=None) -> int:
             a.data_root,
             a.out,
             seed=a.seed,
-            profile=a.profile,
+            profile=prof.name,
             device=a.device,
             resume=not a.no_resume,
             daclip_checkpoint=run.daclip_checkpoint or None,

@@ -1,4 +1,4 @@
-"""ADEC use report (m2ir_lib.adec), the α initialisation and the sized mini baseline."""
+"""ADEC use report (m2ir_lib.workbook.adec), the α initialisation and the sized mini baseline."""
 
 import dataclasses
 
@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from m2ir_lib import adec, experiments
-from m2ir_lib.config import MODEL_PRESETS, get_profile
-from m2ir_lib.model import M2IR
+from m2ir_lib.core import config
+from m2ir_lib.core.config import MODEL_PRESETS, get_profile
+from m2ir_lib.core.model import M2IR
+from m2ir_lib.engine import probes
+from m2ir_lib.workbook import adec, experiments, settings
 
 SMOKE = MODEL_PRESETS["smoke"]
 
@@ -36,7 +38,7 @@ def test_alpha_init_is_a_value_not_a_structure():
     assert _params(SMOKE) == _params(dataclasses.replace(SMOKE, adec_alpha_init=0.5))
     x = torch.rand(1, 3, 32, 32)
     assert not torch.allclose(off(x), on(x))  # the branch now reaches the output
-    with adec.adec_off(on):
+    with probes.adec_off(on):
         torch.testing.assert_close(on(x), off(x))  # same weights, α = 0: identical
 
 
@@ -45,7 +47,7 @@ def test_adec_gates_reads_alpha_and_beta():
     with torch.no_grad():
         model.adecs[1].alpha[0, :2] = torch.tensor([-0.3, 0.1])[:, None, None]
         model.adecs[2].beta.fill_(0.9)
-    g = adec.adec_gates(model)
+    g = probes.adec_gates(model)
     assert list(g["position"]) == ["latent", "dec3", "dec2"]
     assert list(g["channels"]) == [8 * SMOKE.dim, 4 * SMOKE.dim, 2 * SMOKE.dim]
     assert g.loc[0, "alpha_abs_max"] == 0
@@ -54,31 +56,31 @@ def test_adec_gates_reads_alpha_and_beta():
     assert g.loc[2, "beta_mean"] == pytest.approx(0.9) and g.loc[2, "beta_dev"] == pytest.approx(
         0.1
     )
-    base = M2IR(dataclasses.replace(SMOKE, **experiments.BASELINE))
-    assert adec.adec_gates(base).empty
+    base = M2IR(dataclasses.replace(SMOKE, **config.BASELINE))
+    assert probes.adec_gates(base).empty
 
 
 def test_branch_share_is_zero_when_closed_and_positive_when_open():
     images = [torch.rand(3, 32, 32), torch.rand(1, 3, 40, 24)]
-    closed = adec.branch_share(M2IR(SMOKE), images)
+    closed = probes.branch_share(M2IR(SMOKE), images)
     assert list(closed["position"]) == ["latent", "dec3", "dec2"] and (closed["share"] == 0).all()
     model = M2IR(dataclasses.replace(SMOKE, adec_alpha_init=1.0))
-    opened = adec.branch_share(model, images)
+    opened = probes.branch_share(model, images)
     assert (opened["share"] > 0).all()
     doubled = dataclasses.replace(SMOKE, adec_alpha_init=2.0)
     torch.manual_seed(0)
-    a = adec.branch_share(M2IR(dataclasses.replace(SMOKE, adec_alpha_init=1.0)), images)
+    a = probes.branch_share(M2IR(dataclasses.replace(SMOKE, adec_alpha_init=1.0)), images)
     torch.manual_seed(0)
-    b = adec.branch_share(M2IR(doubled), images)
+    b = probes.branch_share(M2IR(doubled), images)
     # the first ADEC sees the same X̂ in both (later ones see the first one's output)
     assert b.loc[0, "share"] == pytest.approx(2 * a.loc[0, "share"], rel=1e-5)
     with pytest.raises(ValueError, match="no images"):
-        adec.branch_share(model, [])
+        probes.branch_share(model, [])
 
 
 def test_adec_off_restores_alpha_even_on_error():
     model = M2IR(dataclasses.replace(SMOKE, adec_alpha_init=0.25))
-    with pytest.raises(RuntimeError), adec.adec_off(model):
+    with pytest.raises(RuntimeError), probes.adec_off(model):
         assert all((m.alpha == 0).all() for m in model.adecs)
         raise RuntimeError("boom")
     assert all((m.alpha == 0.25).all() for m in model.adecs)
@@ -103,29 +105,29 @@ def test_adec_ablation_scores_on_and_off(tmp_path):
     _, same = adec.adec_ablation(M2IR(SMOKE), paths["mini_3d"], data_root=tmp_path / "smoke")
     assert (same["delta_psnr"] == 0).all()
     with pytest.raises(ValueError, match="no ADEC"):
-        adec.adec_ablation(
-            M2IR(dataclasses.replace(SMOKE, **experiments.BASELINE)), paths["mini_3d"]
-        )
+        adec.adec_ablation(M2IR(dataclasses.replace(SMOKE, **config.BASELINE)), paths["mini_3d"])
 
 
 def test_mini_baseline_has_the_papers_parameter_ratio():
     mini = get_profile("mini")
     m2ir = _params(mini.model)
-    base = _params(dataclasses.replace(mini.model, **experiments.restormer_baseline("mini")))
+    base = _params(
+        dataclasses.replace(mini.model, **experiments.restormer_baseline(get_profile("mini")))
+    )
     assert base / m2ir == pytest.approx(26.1 / 39.1, abs=0.02)
     # The paper profile's opponent is the all-off network itself (Restormer's layout).
-    assert experiments.restormer_baseline("paper") == experiments.BASELINE
+    assert experiments.restormer_baseline(get_profile("paper")) == config.BASELINE
     # Table VII's all-off row stays M²IR's backbone (an ablation, not the opponent).
-    ablation = _params(dataclasses.replace(mini.model, **experiments.BASELINE))
+    ablation = _params(dataclasses.replace(mini.model, **config.BASELINE))
     assert ablation < base
 
 
 def test_table_runs_use_the_sized_baseline(monkeypatch):
-    from m2ir_lib import tables
+    from m2ir_lib.workbook import tables
 
-    fake = experiments.Data("3d", None, None, "stand-in", "not built in this test")
+    fake = settings.Data("3d", None, None, "stand-in", "not built in this test")
     monkeypatch.setattr(tables, "locate", lambda *a, **k: fake)  # no mini build
-    runs = {r.label: r for r in tables.table_runs("I", "mini")}
+    runs = {r.label: r for r in tables.table_runs("I", get_profile("mini"))}
     base = runs["Restormer-style (ours, mini)"]
     assert base.model.num_blocks == (1, 2, 2, 4) and base.model.block == "transformer"
     assert runs["M²IR (ours, mini)"].model.num_blocks == (1, 2, 2, 2)
@@ -136,7 +138,7 @@ def test_table_runs_use_the_sized_baseline(monkeypatch):
 
 def _saved(model, path):
     """A checkpoint of `model` as training writes it (`checkpoint.save_checkpoint`)."""
-    from m2ir_lib.checkpoint import config_to_dict, save_checkpoint
+    from m2ir_lib.engine.checkpoint import config_to_dict, save_checkpoint
 
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
@@ -151,17 +153,19 @@ def smoke_3d(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("adec") / "smoke"
     paths = build(root, seed=0, size="smoke")
-    return experiments.Data("3d", paths["mini_3d"], root, "smoke stand-in")
+    return settings.Data("3d", paths["mini_3d"], root, "smoke stand-in")
 
 
 def _table_i(tmp_path, data, alpha):
     """Table I's runs (M²IR with two seeds, the Restormer-style row) with saved checkpoints."""
-    from m2ir_lib import tables
+    from m2ir_lib.workbook import tables
 
     cfg = dataclasses.replace(SMOKE, adec_alpha_init=alpha)
-    m2ir = experiments.plan("M²IR (ours, smoke)", "smoke", data, model={"adec_alpha_init": alpha})
+    m2ir = experiments.plan(
+        "M²IR (ours, smoke)", get_profile("smoke"), data, model={"adec_alpha_init": alpha}
+    )
     seed1 = dataclasses.replace(m2ir, seed=1, label=f"{m2ir.label}{tables.SEED_TAG}1")
-    base = experiments.plan("Restormer-style", "smoke", data, model=experiments.BASELINE)
+    base = experiments.plan("Restormer-style", get_profile("smoke"), data, model=config.BASELINE)
     ckpts = {}
     for i, r in enumerate([m2ir, seed1]):
         torch.manual_seed(i)
@@ -170,17 +174,17 @@ def _table_i(tmp_path, data, alpha):
 
 
 def test_table_summary_one_row_per_position_and_column(tmp_path, smoke_3d, monkeypatch):
-    from m2ir_lib import evaluate, results
+    from m2ir_lib.workbook import results, scoring
 
     runs, ckpts = _table_i(tmp_path, smoke_3d, alpha=1.0)
-    s = adec.table_summary("I", runs, ckpts, profile="smoke")
+    s = adec.table_summary("I", runs, ckpts, profile=get_profile("smoke"))
     assert list(s.columns) == adec.ADEC_COLUMNS
     assert set(s["seed"]) == {0, 1} and set(s["method"]) == {"M²IR (ours, smoke)"}  # no baseline
     columns = ["dehaze", "derain", "denoise-15", "denoise-25", "denoise-50"]
     for _, d in s.groupby("seed"):
         gates = d[d["quantity"] != adec.CHANGE]
         assert sorted(gates.groupby(["quantity", "position"]).size()) == [1] * 9
-        assert set(gates["position"]) == set(adec.POSITIONS) and (gates["task"] == "").all()
+        assert set(gates["position"]) == set(probes.POSITIONS) and (gates["task"] == "").all()
         change = d[d["quantity"] == adec.CHANGE]
         assert sorted(change["task"]) == sorted([*columns, results.AVERAGE])
         assert (change["position"] == adec.ALL).all()
@@ -201,18 +205,18 @@ def test_table_summary_one_row_per_position_and_column(tmp_path, smoke_3d, monke
     assert got == pytest.approx(-noise15, abs=1e-6) and got != 0
     # Both passes are cached beside the checkpoint: a second call evaluates nothing.
     assert list(ckpts[runs[0].label].parent.glob("eval-adec-off-*.csv"))
-    monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("re-evaluated"))
-    again = adec.table_summary("I", runs, ckpts, profile="smoke")
+    monkeypatch.setattr(scoring, "evaluate", lambda *a, **k: pytest.fail("re-evaluated"))
+    again = adec.table_summary("I", runs, ckpts, profile=get_profile("smoke"))
     pd.testing.assert_frame_equal(again, s)
-    path = results.write_adec(s, "smoke", "I", root=tmp_path)
+    path = adec.write_adec(s, "smoke", "I", root=tmp_path)
     assert path.name == "table1_3d_adec.csv" and len(pd.read_csv(path)) == len(s)
     with pytest.raises(ValueError, match="lack columns"):
-        results.write_adec(s.drop(columns="ci_low"), "smoke", "I", root=tmp_path)
+        adec.write_adec(s.drop(columns="ci_low"), "smoke", "I", root=tmp_path)
 
 
 def test_branch_that_changes_nothing_contradicts_the_claim(tmp_path, smoke_3d):
     runs, ckpts = _table_i(tmp_path, smoke_3d, alpha=0.0)
-    s = adec.table_summary("I", runs[:1], ckpts, profile="smoke")
+    s = adec.table_summary("I", runs[:1], ckpts, profile=get_profile("smoke"))
     change = s[s["quantity"] == adec.CHANGE]
     assert (change["value"] == 0).all()
     assert {adec.change_verdict(r) for _, r in change.iterrows()} == {"contradicts"}
@@ -237,7 +241,7 @@ def test_adec_text_follows_the_sign_and_the_interval():
             task="",
             value=v,
         )  # fmt: skip
-        for p, v in zip(adec.POSITIONS, (0.5, 0.02, 0.0012), strict=True)
+        for p, v in zip(probes.POSITIONS, (0.5, 0.02, 0.0012), strict=True)
     ]
     rows = [
         _change("dehaze", -0.5, -0.7, -0.3),  # off is worse: the branch helps

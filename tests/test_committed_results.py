@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m2ir_lib import results
-from m2ir_lib.stats import PER_IMAGE_COLUMNS
+from m2ir_lib.workbook import results
+from m2ir_lib.workbook.stats import PER_IMAGE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "results" / "mini"

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from m2ir_lib import cost
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.workbook import cost
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_without_a_measurement_the_table_says_not_measured_yet(tmp_path):
-    df = cost.reproduction_cost(folder=tmp_path).set_index("table")
+    df = cost.reproduction_cost(get_profile("paper"), folder=tmp_path).set_index("table")
     assert (df["GPU-hours"] == cost.NOT_MEASURED).all()
     assert (df["2×RTX 4090 hours (extrapolated)"] == cost.NOT_MEASURED).all()
     # derived from the published counts: 3D 142,431 samples/epoch -> 4,451 it × 150 epochs
@@ -25,7 +26,7 @@ def test_without_a_measurement_the_table_says_not_measured_yet(tmp_path):
 
 def test_committed_measurements_feed_the_table_only_when_they_exist():
     found = sorted((REPO / "benchmarks" / "measured").glob("reproduction_cost_*.json"))
-    df = cost.reproduction_cost()
+    df = cost.reproduction_cost(get_profile("paper"))
     if not found:
         assert (df["GPU-hours"] == cost.NOT_MEASURED).all()
     else:
@@ -44,7 +45,7 @@ def test_cost_script_at_smoke_size_feeds_the_table(tmp_path, monkeypatch):
     run = found["runs"][0]
     assert run["precision"] == "fp32" and run["steps"] == 3 and len(run["loss"]) == 3
     assert run["global_batch"] == 2 and run["images_per_s"] > 0
-    df = cost.reproduction_cost(folder=tmp_path).set_index("table")
+    df = cost.reproduction_cost(get_profile("paper"), folder=tmp_path).set_index("table")
     images = df.loc["I", "samples (M)"] * 1e6
     assert df.loc["I", "GPU-hours"] == pytest.approx(images / run["images_per_s"] / 3600, rel=0.01)
     assert df.loc["I", "2×RTX 4090 hours (extrapolated)"] == "no scaling factor for this GPU"
@@ -53,5 +54,5 @@ def test_cost_script_at_smoke_size_feeds_the_table(tmp_path, monkeypatch):
 
 def test_a_rehearsal_does_not_shrink_the_cost_table(tmp_path, monkeypatch):
     monkeypatch.setenv("M2IR_REHEARSAL", "network=smoke,iters=1,patch=32")
-    df = cost.reproduction_cost(folder=tmp_path).set_index("table")
+    df = cost.reproduction_cost(get_profile("paper"), folder=tmp_path).set_index("table")
     assert df.loc["I", "iterations"] == 2 * 4451 * 150

@@ -9,7 +9,7 @@ import open_clip
 import pytest
 import torch
 
-from m2ir_lib.daclip import (
+from m2ir_lib.core.daclip import (
     CHECKPOINT_NAME,
     DaCLIP,
     DaCLIPPrior,
@@ -163,11 +163,11 @@ def test_vit_b32_structure_matches_public_checkpoint():
 
 @pytest.mark.slow
 def test_build_model_loads_a_vit_b32_checkpoint(tmp_path):
-    """The public path: a daclip_ViT-B-32.pt-shaped file -> model.build_model -> restore."""
+    """The public path: a daclip_ViT-B-32.pt-shaped file -> networks.build_model -> restore."""
     import dataclasses
 
-    from m2ir_lib.config import DACLIP_EMBED_DIM, MODEL_PRESETS
-    from m2ir_lib.model import build_model
+    from m2ir_lib.core.config import DACLIP_EMBED_DIM, MODEL_PRESETS
+    from m2ir_lib.core.networks import build_model
 
     path = tmp_path / CHECKPOINT_NAME
     torch.save({"state_dict": random_daclip().state_dict()}, path)

@@ -1,4 +1,4 @@
-"""m2ir_lib.data: image decoding, manifests, training crops, the peers' test-noise stream."""
+"""m2ir_lib.data.datasets: image decoding, manifests, training crops, the peers' test noise."""
 
 import struct
 import zlib
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from m2ir_lib.data import (
+from m2ir_lib.data.datasets import (
     PAPER_REPEATS,
     EvalDataset,
     ImageReadError,

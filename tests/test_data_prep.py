@@ -11,7 +11,7 @@ from data_prep import adapters
 from data_prep.__main__ import main
 from data_prep.prepare import COMMANDS, FAMILIES, prepare
 from data_prep.scan import BadImageError, CountError, LayoutError, PartialDataWarning
-from m2ir_lib.data import CDD11_TYPES, read_manifest
+from m2ir_lib.data.datasets import CDD11_TYPES, read_manifest
 
 N = 3  # pairs per fake data set; the published counts are shrunk to this
 

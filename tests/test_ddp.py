@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from m2ir_lib.checkpoint import read_checkpoint
+from m2ir_lib.engine.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

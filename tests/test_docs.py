@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from m2ir_lib.results import repo_root
+from m2ir_lib.workbook.results import repo_root
 
 ROOT = repo_root()
 # Names of the team's working notes, which live outside the repository: a bare mention of

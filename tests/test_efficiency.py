@@ -11,18 +11,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from m2ir_lib import efficiency
-from m2ir_lib import model as model_lib
-from m2ir_lib.config import MODEL_PRESETS
-from m2ir_lib.efficiency import (
-    baseline_config,
-    build_variant,
-    complexity_of,
-    count_complexity,
-    efficiency_table,
-    measure_latency,
-    peak_memory,
-)
+from m2ir_lib import efficiency as efficiency_cli
+from m2ir_lib.core import model as model_lib
+from m2ir_lib.core.config import MODEL_PRESETS, baseline_config
+from m2ir_lib.engine import efficiency, speed
+from m2ir_lib.engine.efficiency import build_variant, complexity_of, count_complexity
+from m2ir_lib.engine.speed import efficiency_table, measure_latency, peak_memory
 
 SIZE = (32, 48)
 TINY_CLIP = {
@@ -75,7 +69,7 @@ def test_experts_are_counted_densely_whatever_the_dispatch():
 
 
 def test_daclip_image_path_counted_once():
-    from m2ir_lib.daclip import random_daclip
+    from m2ir_lib.core.daclip import random_daclip
 
     out = count_complexity("smoke", "daclip", SIZE, daclip_cfg=TINY_CLIP)
     assert out["prior_params"] == sum(p.numel() for p in random_daclip(TINY_CLIP).parameters())
@@ -95,7 +89,7 @@ def test_extrapolated_count_equals_full_count_with_a_prior(mode):
 
 
 def test_baseline_and_bad_arguments():
-    base = baseline_config("smoke")
+    base = baseline_config(MODEL_PRESETS["smoke"])
     assert base.block == "transformer" and not base.has_adec
     assert (
         count_complexity(base, "none", SIZE)["params"]
@@ -138,12 +132,14 @@ def test_latency_memory_and_table():
 def test_cpu_memory_probe_ignores_the_parent_process():
     """ru_maxrss would carry this process's 1 GB into the child across fork + exec."""
     ballast = torch.ones(256, 1024, 1024)  # 1 GiB, touched
-    child = efficiency.cpu_peak_rss_mb("smoke", "none", SIZE)
+    child = speed.cpu_peak_rss_mb("smoke", "none", SIZE)
     assert 0 < child < 1024 and ballast.sum() > 0
 
 
 def test_cli_json(capsys):
-    efficiency.main(["--config", "smoke", "--daclip", "mlp", "--size", *map(str, SIZE), "--json"])
+    efficiency_cli.main(
+        ["--config", "smoke", "--daclip", "mlp", "--size", *map(str, SIZE), "--json"]
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["config"] == "smoke" and {"params", "macs", "attention_macs"} <= out.keys()
 
@@ -155,7 +151,7 @@ PAPER_NET = {"net_params": 38_804_826, "net_macs": 965_299_726_368}
 
 def test_paper_network_counts_match_table_xiii():
     """39.1M / 961G w/o DA-CLIP within 1.5 % (Table XIII), from three small exact counts."""
-    from m2ir_lib.results import paper_table
+    from m2ir_lib.workbook.results import paper_table
 
     paper = paper_table("XIII").set_index(["method", "metric"])["value"]
     out = efficiency.macs_extrapolated(efficiency.build_variant("paper", "none"))
@@ -175,7 +171,7 @@ def test_paper_network_counts_match_table_xiii():
 def test_paper_counts_match_table_xiii():
     """Counted in full at 480×720 (~3 min): the network equals the extrapolation above, and
     with DA-CLIP 285.3M within 1 % (Table XIII). `pytest -m fullcount tests/test_efficiency.py`."""
-    from m2ir_lib.results import paper_table
+    from m2ir_lib.workbook.results import paper_table
 
     paper = paper_table("XIII").set_index(["method", "metric"])["value"]
     out = count_complexity("paper", "daclip")

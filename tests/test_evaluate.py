@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from m2ir_lib import metrics
-from m2ir_lib.config import PROFILES
-from m2ir_lib.evaluate import baseline_config, evaluate, evaluate_identity
-from m2ir_lib.metrics import NA_WEIGHTS
-from m2ir_lib.model import build_model
+from m2ir_lib.core.config import PROFILES, baseline_config, get_profile
+from m2ir_lib.core.networks import build_model
+from m2ir_lib.data import metrics
+from m2ir_lib.data.metrics import NA_WEIGHTS
+from m2ir_lib.engine.evaluate import evaluate, evaluate_identity
+from m2ir_lib.workbook import scoring
 
 SMOKE = PROFILES["smoke"]
 
@@ -96,11 +97,10 @@ def _random_fid_weights(path):
 
 
 def test_table_iv_computes_fid_from_a_user_given_weights_file(monkeypatch, tmp_path):
-    """Issue 9, defect 5: FID reaches Table IV's rows through tables.score_rows."""
+    """Issue 9, defect 5: FID reaches Table IV's rows through scoring.score_rows."""
     import socket
 
-    from m2ir_lib import tables
-    from m2ir_lib.experiments import Data
+    from m2ir_lib.workbook.settings import Data
 
     def no_network(*a, **k):
         raise AssertionError("FID tried to reach the network")
@@ -117,11 +117,13 @@ def test_table_iv_computes_fid_from_a_user_given_weights_file(monkeypatch, tmp_p
     rows = pd.read_csv(full)
     rows[(rows["split"] == "train") | (rows["task"] == "dehaze")].to_csv(manifest, index=False)
     data = Data("weatherbench", manifest, root, "smoke stand-in")
-    rows = tables.score_rows("IV", [], {}, profile="smoke", data=data, inception_weights=weights)
+    rows = scoring.score_rows(
+        "IV", [], {}, profile=get_profile("smoke"), data=data, inception_weights=weights
+    )
     fid = rows[rows["metric"] == "FID"]
     assert set(fid["task"]) == {"dehaze"}
     assert fid["value"].map(math.isfinite).all() and (fid["value"] >= 0).all()
-    none = tables.score_rows("IV", [], {}, profile="smoke", data=data)
+    none = scoring.score_rows("IV", [], {}, profile=get_profile("smoke"), data=data)
     assert (none["metric"] == "FID").sum() == 0  # without weights: a status row says why
     assert none["note"].str.contains("FID").any()
     with pytest.raises(FileNotFoundError, match="pt_inception"):
@@ -131,7 +133,7 @@ def test_table_iv_computes_fid_from_a_user_given_weights_file(monkeypatch, tmp_p
 def test_shards_put_back_together_are_the_whole_evaluation(smoke_data):
     """`evaluate_in_parallel` deals the images out to workers: each shard keeps the input a
     full run gives that image (same noise), and `merge_shards` restores the full run's order."""
-    from m2ir_lib.evaluate import merge_shards
+    from m2ir_lib.engine.evaluate import merge_shards
 
     root, manifest = smoke_data
     model = torch.nn.AvgPool2d(3, stride=1, padding=1)  # cheap, and it sees the noise

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from m2ir_lib import experiments, report, results, samples, visualize
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.workbook import plots, report, results, samples, settings, visualize
 
 
 def _item(task, name, value=0.5):
@@ -32,7 +33,7 @@ def test_distinct_items_show_a_different_scene_per_task():
 
 
 def test_sample_items_on_the_stand_in_picks_distinct_scenes():
-    data = experiments.locate("3d", "smoke")
+    data = settings.locate("3d", get_profile("smoke"))
     same = samples.sample_items(data)
     assert len({i["name"] for i in same}) == 1  # the first image of every task: one scene
     spread = samples.sample_items(data, distinct=True)
@@ -41,7 +42,7 @@ def test_sample_items_on_the_stand_in_picks_distinct_scenes():
 
 
 def test_fig7_shows_the_papers_seven_composites_in_its_order():
-    data = experiments.locate("cdd11", "smoke")
+    data = settings.locate("cdd11", get_profile("smoke"))
     items = samples.sample_items(data, distinct=True, tasks=samples.FIG7_TYPES)
     assert [i["task"] for i in items] == list(samples.FIG7_TYPES)
 
@@ -159,7 +160,7 @@ def test_table_xiii_keeps_cpu_and_gpu_apart_and_names_the_device(tmp_path):
     assert view.loc[("reproduced", "M²IR (ours)"), "measured on"] == "CPU (2 logical cores)"
     assert pd.isna(view.loc[("reproduced", "M²IR (ours)"), "latency GPU (ms)"])
     assert view.loc[("paper", "M²IR (w/o DA-CLIP)"), "measured on"].startswith("NVIDIA RTX 4090")
-    fig = report.plot_efficiency(table, path=tmp_path / "t13.png")
+    fig = plots.plot_efficiency(table, path=tmp_path / "t13.png")
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0] == "Params (M)" and titles[1] == "FLOPs (G)"
     assert "this run: NVIDIA H200" in titles[2] and "CPU (2 logical cores)" in titles[3]
@@ -174,4 +175,4 @@ def test_papers_table_xiii_latency_is_its_gpus(metric):
 def test_rivals_are_not_drawn_in_the_colours_of_m2ir_or_restormer():
     taken = {matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors[:4]}
     for name in ("AdaIR", "PromptIR", "MoCE-IR", "IDR", "Identity (degraded input)"):
-        assert report.method_colour(name) not in taken - {report.GREY}, name
+        assert plots.method_colour(name) not in taken - {plots.GREY}, name

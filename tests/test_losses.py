@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from m2ir_lib.losses import balance_loss, charbonnier_loss, fft_loss, total_loss
-from m2ir_lib.model import Routing
+from m2ir_lib.core.losses import balance_loss, charbonnier_loss, fft_loss, total_loss
+from m2ir_lib.core.model import Routing
 
 
 def _routing():

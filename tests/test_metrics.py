@@ -8,8 +8,8 @@ import torch
 from scipy.signal import convolve2d
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from m2ir_lib import metrics
-from m2ir_lib.metrics import NA_WEIGHTS, LPIPSMetric, center_crop_multiple, psnr_ssim, rgb_to_y
+from m2ir_lib.data import metrics
+from m2ir_lib.data.metrics import NA_WEIGHTS, LPIPSMetric, center_crop_multiple, psnr_ssim, rgb_to_y
 
 
 @pytest.fixture

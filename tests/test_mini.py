@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from data_prep import mini, synth
-from m2ir_lib.data import CDD11_TYPES, EvalDataset, TrainDataset, read_manifest
+from m2ir_lib.data.datasets import CDD11_TYPES, EvalDataset, TrainDataset, read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_same_seed_gives_identical_bytes_and_builds_are_reused(smoke, tmp_path):
     assert files == _all_files(again)
     match, mismatch, errors = filecmp.cmpfiles(out, again, [str(f) for f in files], shallow=False)
     assert not mismatch and not errors
-    stamp = again / mini.STAMP
+    stamp = again / mini.BUILD_STAMP
     before = stamp.stat().st_mtime_ns
     mini.build(again, seed=0, size="smoke")  # complete, same stamp: nothing rewritten
     assert stamp.stat().st_mtime_ns == before

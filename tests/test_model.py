@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from m2ir_lib import model as model_module
-from m2ir_lib.config import MODEL_PRESETS
-from m2ir_lib.losses import total_loss
-from m2ir_lib.model import M2IR, LearnablePrior, ZeroPrior, build_model
+from m2ir_lib.core import model as model_module
+from m2ir_lib.core.config import MODEL_PRESETS
+from m2ir_lib.core.losses import total_loss
+from m2ir_lib.core.model import M2IR, LearnablePrior, ZeroPrior
+from m2ir_lib.core.networks import build_model
 
 SMOKE = MODEL_PRESETS["smoke"]
 PAPER_CSV = Path(__file__).resolve().parents[1] / "results/reported/table13_efficiency.csv"

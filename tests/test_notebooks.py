@@ -15,7 +15,8 @@ import pandas as pd
 import papermill
 import pytest
 
-from m2ir_lib import pipeline, results
+from m2ir_lib import pipeline
+from m2ir_lib.workbook import results
 
 # tools/ is a folder of scripts, not a package: load the strip tool from its file.
 _spec = importlib.util.spec_from_file_location(
@@ -138,7 +139,8 @@ def test_table_notebooks_close_with_computed_conclusions(path):
     code = "\n".join(c.source for c in code_cells(nb))
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert (
-        "results.read_per_image(profile," in code and "report.conclusions(table, per_image" in code
+        "results.read_per_image(profile," in code
+        and "verdicts.conclusions(table, per_image" in code
     )
     assert "report.schedule_line(profile" in code
     assert "expect both networks" not in prose and "results/paper/" not in prose

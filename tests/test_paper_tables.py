@@ -12,8 +12,8 @@ import math
 import pandas as pd
 import pytest
 
-from m2ir_lib import results
-from m2ir_lib.config import M2IRConfig, TrainConfig
+from m2ir_lib.core.config import M2IRConfig, TrainConfig
+from m2ir_lib.workbook import results
 
 UNIT = {"PSNR": 0.01, "SSIM": 0.001, "LPIPS": 0.0001, "FID": 0.01}
 

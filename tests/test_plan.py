@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import m2ir_lib.train as train_mod
-from m2ir_lib import experiments
-from m2ir_lib.config import PAPER_EPOCHS, PROFILES
-from m2ir_lib.train import StreamSampler, accumulation
+from m2ir_lib.core.config import PAPER_EPOCHS, PROFILES, get_profile
+from m2ir_lib.engine.train import StreamSampler, accumulation
+from m2ir_lib.workbook import experiments, settings
 
 # Published training rows (one per noise level for BSD400+WED): docs/data.md §2–3.
 PUBLISHED_3D = {"denoise": 5144 * 3, "derain": 200, "dehaze": 72135}
@@ -34,7 +34,7 @@ def manifest(path, rows: dict[str, int], test: dict[str, int] | None = None):
 
 
 def real(setting, path, root):
-    return experiments.Data(setting, path, root, setting, real=True)
+    return settings.Data(setting, path, root, setting, real=True)
 
 
 # ---------------------------------------------------------------------------- defect 2
@@ -78,7 +78,11 @@ def test_torchrun_on_one_gpu_starts_one_process(monkeypatch, tmp_path):
     data = real(
         "3d", manifest(tmp_path / "3d.csv", {"denoise": 3, "derain": 2, "dehaze": 5}), tmp_path
     )
-    experiments.train_runs([experiments.plan("a", "smoke", data)], "smoke", launcher="torchrun")
+    experiments.train_runs(
+        [experiments.plan("a", get_profile("smoke"), data)],
+        get_profile("smoke"),
+        launcher="torchrun",
+    )
     assert started == [1]
 
 
@@ -87,15 +91,20 @@ def test_torchrun_on_one_gpu_starts_one_process(monkeypatch, tmp_path):
 
 def test_paper_schedule_from_published_counts():
     rows = PUBLISHED_3D
-    reps = experiments.SETTINGS["3d"].repeats
-    tcfg, s = experiments.schedule("paper", "3d", rows, reps, PROFILES["paper"].train)
+    reps = settings.SETTINGS["3d"].repeats
+    tcfg, s = experiments.schedule(get_profile("paper"), "3d", rows, reps, PROFILES["paper"].train)
     assert s.samples_per_epoch == 142431 and s.iters_per_epoch == 4451  # AdaIR's ≈4,450
     assert (tcfg.iters, tcfg.warmup_iters, tcfg.cosine_iters) == (4451 * 150, 4451 * 15, 4451 * 180)
     # Rain100L is ~17 % of an epoch's samples, as in AdaIR
     assert rows["derain"] * reps["derain"] / s.samples_per_epoch == pytest.approx(0.1685, abs=1e-3)
     # §IV-C ablations: 20 epochs of Rain100L ×120 at batch 32 = 750 it/epoch
     tcfg, s = experiments.schedule(
-        "paper", "derain", {"derain": 200}, reps, PROFILES["paper"].train, ablation=True
+        get_profile("paper"),
+        "derain",
+        {"derain": 200},
+        reps,
+        PROFILES["paper"].train,
+        ablation=True,
     )
     assert (s.iters_per_epoch, tcfg.iters) == (750, 15000)
 
@@ -106,7 +115,9 @@ def test_each_setting_gets_its_own_epochs_and_repeats(tmp_path):
         "weatherbench": manifest(tmp_path / "wb.csv", {"dehaze": 10, "derain": 20, "desnow": 30}),
         "cdd11": manifest(tmp_path / "c.csv", {"low": 5, "haze_rain": 7}),
     }
-    runs = {k: experiments.plan(k, "paper", real(k, p, tmp_path)) for k, p in m.items()}
+    runs = {
+        k: experiments.plan(k, get_profile("paper"), real(k, p, tmp_path)) for k, p in m.items()
+    }
     assert runs["3d"].repeats == {"denoise": 3, "derain": 120, "dehaze": 1}
     assert runs["weatherbench"].repeats == {"dehaze": 1, "derain": 1, "desnow": 1}  # no ×120
     assert runs["cdd11"].repeats == {"low": 2, "haze_rain": 2}
@@ -118,8 +129,10 @@ def test_each_setting_gets_its_own_epochs_and_repeats(tmp_path):
         assert run.train.iters == round(ep.epochs * per_epoch)
         assert run.train.cosine_iters == round(ep.horizon * per_epoch)
     assert runs["cdd11"].schedule.epochs == 120 and runs["3d"].schedule.epochs == 150
-    one = experiments.plan("x", "paper", real("derain", m["3d"], tmp_path))
-    abl = experiments.plan("x", "paper", real("derain", m["3d"], tmp_path), ablation=True)
+    one = experiments.plan("x", get_profile("paper"), real("derain", m["3d"], tmp_path))
+    abl = experiments.plan(
+        "x", get_profile("paper"), real("derain", m["3d"], tmp_path), ablation=True
+    )
     assert one.train.iters == round(150 * math.ceil(240 / 32))
     assert abl.train.iters == round(20 * math.ceil(240 / 32))
 
@@ -130,7 +143,7 @@ def test_iteration_profiles_keep_their_budgets(tmp_path):
     )
     for name in ("smoke", "mini"):
         for ablation, tc in ((False, PROFILES[name].train), (True, PROFILES[name].ablation_train)):
-            run = experiments.plan("x", name, data, ablation=ablation)
+            run = experiments.plan("x", get_profile(name), data, ablation=ablation)
             assert (run.train.iters, run.train.warmup_iters) == (tc.iters, tc.warmup_iters)
             assert "iterations (profile" in run.schedule.budget
 
@@ -146,7 +159,7 @@ def test_cli_plans_like_the_notebooks_and_prints_the_schedule_first(tmp_path, mo
     monkeypatch.setattr(train_mod, "train", fake_train)
     args = ["--profile", "paper", "--manifest", str(path), "--data-root", str(tmp_path)]
     train_mod.main(args + ["--out", str(tmp_path / "run")])
-    nb = experiments.plan("M²IR", "paper", real("3d", path, tmp_path))
+    nb = experiments.plan("M²IR", get_profile("paper"), real("3d", path, tmp_path))
     assert seen["repeats"] == nb.repeats == {"denoise": 3, "derain": 120, "dehaze": 1}
     assert seen["tcfg"] == nb.train and sorted(seen["tasks"]) == sorted(nb.tasks)
     assert f"= {nb.train.iters} iterations" in seen["printed"]  # printed before training

@@ -15,7 +15,8 @@ import pytest
 
 from data_prep.__main__ import main as data_prep_main
 from data_prep.rehearsal import write_rehearsal_root
-from m2ir_lib import pipeline, results
+from m2ir_lib import pipeline
+from m2ir_lib.workbook import results
 
 REHEARSAL = "network=smoke,iters=1,patch=32,eval_images=2"
 

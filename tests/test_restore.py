@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from m2ir_lib import restore
-from m2ir_lib.config import PROFILES
-from m2ir_lib.restore import restore_tensor
-from m2ir_lib.runs import load_checkpoint
-from m2ir_lib.train import train
+from m2ir_lib import restore as restore_cli
+from m2ir_lib.core.config import PROFILES
+from m2ir_lib.engine.restore import restore_tensor
+from m2ir_lib.engine.runs import load_checkpoint
+from m2ir_lib.engine.train import train
 
 SMOKE = PROFILES["smoke"]
 
@@ -34,7 +34,7 @@ def test_cli_restores_odd_sizes_and_reports_corrupt_files(checkpoint, tmp_path, 
     Image.fromarray((rng.random((20, 24, 3)) * 255).astype(np.uint8)).save(src / "b.jpg")
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     out = tmp_path / "out"
-    code = restore.main(
+    code = restore_cli.main(
         [str(src), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"]
     )
     err = capsys.readouterr().err
@@ -46,7 +46,7 @@ def test_cli_restores_odd_sizes_and_reports_corrupt_files(checkpoint, tmp_path, 
 
 
 def test_cli_missing_input_is_a_clear_error(checkpoint, tmp_path, capsys):
-    code = restore.main(
+    code = restore_cli.main(
         [str(tmp_path / "nope.png"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]
     )
     assert code == 1 and "no such file" in capsys.readouterr().err
@@ -57,7 +57,7 @@ def test_cli_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    code = restore.main([str(img), "--checkpoint", str(bad), "--out", str(tmp_path / "o")])
+    code = restore_cli.main([str(img), "--checkpoint", str(bad), "--out", str(tmp_path / "o")])
     assert code == 1 and "cannot load checkpoint" in capsys.readouterr().err
 
 

@@ -8,8 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from m2ir_lib import experiments, report, results, stats, tables
-from m2ir_lib.config import get_profile
+from m2ir_lib.core import config
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.workbook import (
+    experiments,
+    plots,
+    report,
+    results,
+    scoring,
+    settings,
+    stats,
+    tables,
+    verdicts,
+)
 
 
 def ours(table="I", method="M²IR (ours, smoke)", values=None, note=""):
@@ -71,7 +82,7 @@ def test_status_row_needs_a_reason():
 
 def test_write_and_read_back(tmp_path):
     table = pd.concat([results.paper_table("VI"), ours("VI", values={("desnow", "PSNR"): 18.5})])
-    path = results.write_results(table, "smoke", "VI", root=tmp_path)
+    path = results.write_results(table, get_profile("smoke"), "VI", root=tmp_path)
     assert path == tmp_path / "results" / "smoke" / "table6_unseen_desnow.csv"
     back = results.read_results("smoke", "VI", root=tmp_path)
     assert list(back.columns) == results.COLUMNS
@@ -82,11 +93,13 @@ def test_write_and_read_back(tmp_path):
 def test_write_refuses_bad_tables(tmp_path):
     paper = results.paper_table("VI")
     with pytest.raises(ValueError, match="no reproduced row"):
-        results.write_results(paper, "smoke", "VI", root=tmp_path)
+        results.write_results(paper, get_profile("smoke"), "VI", root=tmp_path)
     with pytest.raises(ValueError, match="profiles"):
-        results.write_results(pd.concat([paper, ours("VI")]), "mini", "VI", root=tmp_path)
+        results.write_results(
+            pd.concat([paper, ours("VI")]), get_profile("mini"), "VI", root=tmp_path
+        )
     with pytest.raises(ValueError, match="missing columns"):
-        results.write_results(paper.drop(columns="note"), "smoke", "VI", root=tmp_path)
+        results.write_results(paper.drop(columns="note"), get_profile("smoke"), "VI", root=tmp_path)
     with pytest.raises(ValueError, match="bare file stem"):
         results.write_frame(paper, "smoke", "a/b", root=tmp_path)
 
@@ -126,7 +139,7 @@ def test_summary_text_states_both_sides():
     table = results.with_average(
         pd.concat([results.paper_table("I"), ours(), ours(method="Identity (degraded input)")])
     )
-    text = report.summary_text(
+    text = verdicts.summary_text(
         table, "M²IR (ours, smoke)", ["Identity (degraded input)"], paper_references=["MIRAGE"]
     ).data
     assert "+0.32 over MIRAGE" in text and "+0.00 over Identity" in text
@@ -145,14 +158,14 @@ def test_table_runs_cover_tables_i_to_vi():
     assert list(tables.TABLE_RUNS) == ["I", "II", "III", "IV", "V", "VI"]
     for runs in tables.TABLE_RUNS.values():
         for setting, _, _ in runs:
-            assert setting in experiments.SETTINGS
+            assert setting in settings.SETTINGS
 
 
 def test_task_keys_name_the_papers_columns():
-    assert tables._task_key("I", "denoise", 25.0, "") == "denoise-25"
-    assert tables._task_key("V", "denoise", 15.0, "mini-synthetic") == "BSD68/15"
-    assert tables._task_key("V", "denoise", 50.0, "Kodak24") == "Kodak24/50"
-    assert tables._task_key("V", "derain", float("nan"), "") == "Rain100L"
+    assert scoring._task_key("I", "denoise", 25.0, "") == "denoise-25"
+    assert scoring._task_key("V", "denoise", 15.0, "mini-synthetic") == "BSD68/15"
+    assert scoring._task_key("V", "denoise", 50.0, "Kodak24") == "Kodak24/50"
+    assert scoring._task_key("V", "derain", float("nan"), "") == "Rain100L"
     summary = pd.DataFrame(
         [
             {
@@ -164,7 +177,7 @@ def test_task_keys_name_the_papers_columns():
             }
         ]
     )
-    values, missing = tables.summary_values("IV", summary)
+    values, missing = scoring.summary_values("IV", summary)
     assert values == {("derain", "PSNR"): 30.0, ("derain", "SSIM"): 0.9}
     assert missing == ["derain LPIPS: n/a (weights unavailable)"]
 
@@ -173,14 +186,14 @@ def test_table_vii_rows_say_which_prior_ran_and_one_run_is_shown_once(tmp_path, 
     """Without DA-CLIP weights a 'DACP ✓' row ran the MLP prior and says so; the full model
     and the paper's 'DACP MLP' row are then one run, listed once with both paper rows named."""
     monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
-    data = experiments.locate("derain", "smoke")
+    data = settings.locate("derain", get_profile("smoke"))
     assert data.available
-    labels = [r.label for r in tables.ablation_runs("VII", "smoke", data)]
+    labels = [r.label for r in tables.ablation_runs("VII", get_profile("smoke"), data)]
     assert not any("DACP ✓" in x for x in labels)  # nothing ran DA-CLIP
     mlp = "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"
     assert labels.count(mlp) == 1 and "MST ✓ | DACP MLP | special ✓ | shared ✓" not in labels
     assert len(labels) == len(set(labels)) == len(tables.ABLATIONS["VII"]) - 1
-    runs = {r.label: r for r in tables.ablation_runs("VII", "smoke", data)}
+    runs = {r.label: r for r in tables.ablation_runs("VII", get_profile("smoke"), data)}
     assert runs[mlp].model.prior == "mlp"
     assert "'MST ✓ | DACP ✓ | special ✓ | shared ✓': the same run, shown once" in runs[mlp].note
     assert "MST ✗ | DACP (MLP prior) | special ✓ | shared ✓" in runs
@@ -190,7 +203,7 @@ def test_table_vii_rows_say_which_prior_ran_and_one_run_is_shown_once(tmp_path, 
         "MST ✓ | DACP ✓ | special ✓ | shared ✓"
     )
     # the seeded headline rows still train in notebook 02
-    plan = [tables.method_of(r.label) for r in tables.training_plan("smoke", seeds=2)]
+    plan = [tables.method_of(r.label) for r in tables.training_plan(get_profile("smoke"), seeds=2)]
     assert plan.count(mlp) == 2
 
 
@@ -216,23 +229,23 @@ def test_paper_rows_are_matched_to_the_rows_that_ran():
 
 
 def test_plan_falls_back_to_the_mlp_prior_and_says_so():
-    data = experiments.Data("derain", None, None, "test", "no data")
-    run = experiments.plan("full", "paper", data, model={"prior": "daclip"})
+    data = settings.Data("derain", None, None, "test", "no data")
+    run = experiments.plan("full", get_profile("paper"), data, model={"prior": "daclip"})
     assert run.model.prior == "mlp" and run.note == experiments.DACLIP_NOTE
-    base = experiments.plan("base", "paper", data, model=experiments.BASELINE)
+    base = experiments.plan("base", get_profile("paper"), data, model=config.BASELINE)
     assert base.note == "" and base.model.block == "transformer"
-    abl = experiments.plan("a", "mini", data, train={"lambda1": 0.05}, ablation=True)
+    abl = experiments.plan("a", get_profile("mini"), data, train={"lambda1": 0.05}, ablation=True)
     assert abl.train.lambda1 == 0.05
     assert abl.train.iters == get_profile("mini").ablation_train.iters
 
 
 def test_locate_reports_missing_real_data(monkeypatch):
     monkeypatch.delenv("M2IR_DATA", raising=False)
-    data = experiments.locate("3d", "paper")
+    data = settings.locate("3d", get_profile("paper"))
     assert not data.available and "M2IR_DATA" in data.reason
     assert data.summary()["status"].iloc[0] == data.reason
     with pytest.raises(ValueError, match="unknown setting"):
-        experiments.locate("4d", "smoke")
+        settings.locate("4d", get_profile("smoke"))
 
 
 @pytest.mark.slow
@@ -241,13 +254,13 @@ def test_torchrun_launcher_trains_one_run_with_ddp(tmp_path, monkeypatch):
     import json
 
     monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
-    data = experiments.locate("derain", "smoke")
-    run = tables.ablation_runs("IX", "smoke", data)[0]
-    ckpts = experiments.train_runs([run], "smoke", launcher="torchrun")
+    data = settings.locate("derain", get_profile("smoke"))
+    run = tables.ablation_runs("IX", get_profile("smoke"), data)[0]
+    ckpts = experiments.train_runs([run], get_profile("smoke"), launcher="torchrun")
     meta = json.loads((ckpts[run.label].parent / "meta.json").read_text())
     assert meta["world_size"] == 2 and ckpts[run.label].is_file()
     with pytest.raises(ValueError, match="launcher"):
-        experiments.train_runs([run], "smoke", launcher="slurm")
+        experiments.train_runs([run], get_profile("smoke"), launcher="slurm")
 
 
 # ---------------------------------------------------------------------------- uncertainty & floor
@@ -309,7 +322,7 @@ def test_uncertainty_columns_round_trip(tmp_path):
         commit="abc",
     )
     results.write_results(
-        pd.concat([results.paper_table("VI"), mine, floor]), "smoke", "VI", tmp_path
+        pd.concat([results.paper_table("VI"), mine, floor]), get_profile("smoke"), "VI", tmp_path
     )
     back = results.read_results("smoke", "VI", root=tmp_path)
     row = back[back["method"] == "M²IR (ours, smoke)"].iloc[0]
@@ -372,15 +385,15 @@ def test_per_image_rows_name_the_papers_columns_and_skip_missing_metrics():
             "lpips": ["n/a (weights unavailable)"] * 3,
         }
     )
-    long = tables.per_image_rows("I", "M", "key", 2, img)
+    long = scoring.per_image_rows("I", "M", "key", 2, img)
     assert list(long.columns) == stats.PER_IMAGE_COLUMNS
     assert set(long["task"]) == {"denoise-25", "derain"}  # deblur is no Table I column
     assert set(long["metric"]) == {"PSNR", "SSIM"} and (long["seed"] == 2).all()
 
 
 def test_headline_rows_train_with_several_seeds_on_the_same_data():
-    data = experiments.Data("derain", None, None, "test", "no data")
-    runs = tables.ablation_runs("VII", "smoke", data, seed=5, seeds=3)
+    data = settings.Data("derain", None, None, "test", "no data")
+    runs = tables.ablation_runs("VII", get_profile("smoke"), data, seed=5, seeds=3)
     labels = [r.label for r in runs]
     off = tables.HEADLINE["VII"][0]
     full = "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"  # no DA-CLIP weights: the MLP ran
@@ -393,30 +406,38 @@ def test_headline_rows_train_with_several_seeds_on_the_same_data():
         for label, _, _ in tables.ABLATIONS["VII"]
         if label != "MST ✓ | DACP ✓ | special ✓ | shared ✓"
     ]
-    assert len(tables.ablation_runs("VIII", "smoke", data, seeds=1)) == 5  # one seed: as before
-    nine = tables.ablation_runs("IX", "smoke", data, seeds=3)  # only the full row is seeded
+    assert (
+        len(tables.ablation_runs("VIII", get_profile("smoke"), data, seeds=1)) == 5
+    )  # one seed: as before
+    nine = tables.ablation_runs(
+        "IX", get_profile("smoke"), data, seeds=3
+    )  # only the full row is seeded
     assert [r.label for r in nine][:4] == ["K=1", "K=2", "K=2 · seed 1", "K=2 · seed 2"]
-    two = tables.table_runs("II", "smoke", seeds=3)  # Tables II–VI: one seed
+    two = tables.table_runs("II", get_profile("smoke"), seeds=3)  # Tables II–VI: one seed
     assert [r.label for r in two] == [
         "M²IR (ours, smoke)",
         "Restormer-style (ours, smoke)",
         "PromptIR (ours, smoke)",
         "AdaIR (ours, smoke)",
     ]
-    one = tables.table_runs("I", "smoke", seeds=2)  # rivals: one seed, after the seeded rows
+    one = tables.table_runs(
+        "I", get_profile("smoke"), seeds=2
+    )  # rivals: one seed, after the seeded rows
     assert [r.label for r in one][-2:] == ["PromptIR (ours, smoke)", "AdaIR (ours, smoke)"]
     assert len(one) == 6
     with pytest.raises(ValueError, match="at least one"):
-        tables.ablation_runs("VII", "smoke", data, seeds=0)
+        tables.ablation_runs("VII", get_profile("smoke"), data, seeds=0)
 
 
 def test_full_rows_of_tables_viii_to_xii_are_table_viis_full_run():
     """Their seeds come from the run cache only if the configurations are identical."""
-    data = experiments.Data("derain", None, None, "test", "no data")
-    vii = tables.ablation_runs("VII", "mini", data)
+    data = settings.Data("derain", None, None, "test", "no data")
+    vii = tables.ablation_runs("VII", get_profile("mini"), data)
     full = next(r for r in vii if r.label == "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓")
     for table, (label,) in ((t, tables.HEADLINE[t]) for t in ("VIII", "IX", "X", "XI", "XII")):
-        row = next(r for r in tables.ablation_runs(table, "mini", data) if r.label == label)
+        row = next(
+            r for r in tables.ablation_runs(table, get_profile("mini"), data) if r.label == label
+        )
         assert (row.model, row.train) == (full.model, full.train), table
 
 
@@ -430,7 +451,7 @@ def test_conclusions_judge_each_claim_by_its_interval():
         for m, t, v in zip(cells["method"], cells["task"], cells["value"], strict=True)
     ]
     table = pd.concat([results.paper_table("I"), *mine])
-    text = report.conclusions(table, per_image, "M²IR (ours, smoke)").data
+    text = verdicts.conclusions(table, per_image, "M²IR (ours, smoke)").data
     assert "| dehaze | 4 |" in text and "| derain | 4 |" in text
     line = next(x for x in text.splitlines() if x.startswith("| dehaze"))
     assert line.endswith("supports |")  # +2 dB on every image
@@ -455,7 +476,7 @@ def test_ablation_conclusions_compare_rows_with_the_full_model():
         results.rows("IX", m, {(t, "PSNR"): v}, profile="smoke", seed=0, data="d", commit="x")
         for m, t, v in zip(cells["method"], cells["task"], cells["value"], strict=True)
     ]
-    text = report.conclusions(pd.concat([results.paper_table("IX"), *mine]), per_image).data
+    text = verdicts.conclusions(pd.concat([results.paper_table("IX"), *mine]), per_image).data
     k1 = next(x for x in text.splitlines() if x.startswith("| K=1"))
     assert "-0.50 [-0.50, -0.50]" in k1 and "supports" in k1  # paper: K=1 below K=2
     k3 = next(x for x in text.splitlines() if x.startswith("| K=3"))
@@ -481,49 +502,52 @@ def test_plot_axes_hold_the_intervals_and_never_zoom_into_noise():
         )
         for k in (1, 2, 3, 4)
     ]
-    fig = report.plot_paper_vs_ours(pd.concat([results.paper_table("IX"), *mine]), close=True)
+    fig = plots.plot_paper_vs_ours(pd.concat([results.paper_table("IX"), *mine]), close=True)
     lo, hi = fig.axes[1].get_ylim()
     assert lo < 30.003 - 0.3 and hi > 30.012 + 0.3  # intervals inside the axis
-    assert hi - lo >= report.MIN_SPAN["PSNR"]  # a 0.009 dB spread is not stretched
-    assert report.method_colour("M²IR") == report.method_colour("M²IR (ours, mini)")
-    assert report.method_colour("Restormer") == report.method_colour("Restormer-style (ours, mini)")
-    assert report.method_colour("K=2") == report.method_colour("M²IR")
+    assert hi - lo >= plots.MIN_SPAN["PSNR"]  # a 0.009 dB spread is not stretched
+    assert plots.method_colour("M²IR") == plots.method_colour("M²IR (ours, mini)")
+    assert plots.method_colour("Restormer") == plots.method_colour("Restormer-style (ours, mini)")
+    assert plots.method_colour("K=2") == plots.method_colour("M²IR")
 
 
 def test_evaluations_are_cached_per_checkpoint_data_and_code(tmp_path, monkeypatch):
-    import m2ir_lib.evaluate
-
     monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
-    data = experiments.locate("derain", "smoke")
-    first, summary = tables.evaluate_run(None, data, "smoke")
+    data = settings.locate("derain", get_profile("smoke"))
+    first, summary = scoring.evaluate_run(None, data, get_profile("smoke"))
     assert list(tmp_path.glob("smoke/identity/eval-*.csv"))
 
     def boom(*a, **k):
         raise AssertionError("evaluated again instead of reading the cache")
 
-    monkeypatch.setattr(m2ir_lib.evaluate, "evaluate_identity", boom)
-    again, summary2 = tables.evaluate_run(None, data, "smoke")
+    monkeypatch.setattr(scoring, "evaluate_identity", boom)
+    again, summary2 = scoring.evaluate_run(None, data, get_profile("smoke"))
     pd.testing.assert_frame_equal(first.reset_index(drop=True), again, check_dtype=False)
     pd.testing.assert_frame_equal(summary, summary2, check_dtype=False)
-    other = experiments.locate("denoise", "smoke")  # other tasks: another key, evaluated
+    other = settings.locate("denoise", get_profile("smoke"))  # other tasks: another key, evaluated
     with pytest.raises(AssertionError, match="evaluated again"):
-        tables.evaluate_run(None, other, "smoke")
+        scoring.evaluate_run(None, other, get_profile("smoke"))
 
 
 def test_parallel_evaluation_fills_the_cache_with_the_sequential_numbers(tmp_path, monkeypatch):
-    from m2ir_lib.config import REHEARSAL_ENV
+    from m2ir_lib.core.config import REHEARSAL_ENV
 
     monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
     monkeypatch.setenv(REHEARSAL_ENV, "network=smoke,iters=1,eval_images=8")  # ≥ 8: parallel
-    data = experiments.locate("derain", "smoke")
-    runs = [experiments.plan(f"seed {s}", "smoke", data, seed=s) for s in (0, 1)]
-    ckpts = experiments.train_runs(runs, "smoke", jobs=1)
+    data = settings.locate("derain", get_profile("smoke"))
+    runs = [experiments.plan(f"seed {s}", get_profile("smoke"), data, seed=s) for s in (0, 1)]
+    ckpts = experiments.train_runs(runs, get_profile("smoke"), jobs=1)
     items = [(ckpts[r.label], data, "", off) for r in runs for off in (False, True)]
-    assert tables.evaluate_in_parallel(items, "smoke", jobs=2) == 4
-    assert tables.evaluate_in_parallel(items, "smoke", jobs=2) == 0  # every score cached
-    parallel = [tables.evaluate_run(c, data, "smoke", adec_off=off)[0] for c, _, _, off in items]
+    assert scoring.evaluate_in_parallel(items, get_profile("smoke"), jobs=2) == 4
+    assert (
+        scoring.evaluate_in_parallel(items, get_profile("smoke"), jobs=2) == 0
+    )  # every score cached
+    parallel = [
+        scoring.evaluate_run(c, data, get_profile("smoke"), adec_off=off)[0]
+        for c, _, _, off in items
+    ]
     for path in tmp_path.glob("smoke/*/eval-*.csv"):
         path.unlink()
     for (ckpt, _, _, off), got in zip(items, parallel, strict=True):
-        alone = tables.evaluate_run(ckpt, data, "smoke", adec_off=off)[0]
+        alone = scoring.evaluate_run(ckpt, data, get_profile("smoke"), adec_off=off)[0]
         np.testing.assert_allclose(got["psnr"], alone["psnr"], rtol=0, atol=1e-6)

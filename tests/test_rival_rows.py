@@ -10,48 +10,65 @@ import pandas as pd
 import pytest
 import torch
 
-from m2ir_lib import experiments, report, results, runinfo, stats, tables
-from m2ir_lib.rivals import RivalConfig
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.core.rivals import RivalConfig
+from m2ir_lib.engine import runs
+from m2ir_lib.workbook import (
+    plots,
+    results,
+    runinfo,
+    scoring,
+    stats,
+    table_xiii,
+    tables,
+    verdicts,
+)
 
 KEYS = json.loads((Path(__file__).parent / "fixtures" / "released_keys.json").read_text())
 
 
 def test_rivals_train_like_m2ir_in_tables_i_and_ii_and_on_request_in_iii_iv():
-    runs = tables.table_runs("I", "smoke", seed=4)
+    runs = tables.table_runs("I", get_profile("smoke"), seed=4)
     m2ir, base, promptir, adair = runs
     assert (promptir.label, adair.label) == ("PromptIR (ours, smoke)", "AdaIR (ours, smoke)")
     for r in (promptir, adair):
         assert isinstance(r.model, RivalConfig) and not r.model.unused_layers
         assert (r.train, r.seed, r.tasks, r.data) == (m2ir.train, 4, m2ir.tasks, m2ir.data)
     assert "Restormer architecture" in base.note  # the baseline row says what it is
-    assert len(tables.table_runs("III", "smoke")) == 2
-    assert [r.model.arch for r in tables.table_runs("IV", "smoke", rivals=True)[2:]] == [
+    assert len(tables.table_runs("III", get_profile("smoke"))) == 2
+    assert [
+        r.model.arch for r in tables.table_runs("IV", get_profile("smoke"), rivals=True)[2:]
+    ] == [
         "promptir",
         "adair",
     ]
-    assert len(tables.table_runs("I", "smoke", rivals=False)) == 2
-    assert len(tables.table_runs("VI", "smoke", rivals=True)) == 2  # only Tables I–IV
-    planned = {r.label for r in tables.training_plan("smoke") if r.data.setting == "5d"}
+    assert len(tables.table_runs("I", get_profile("smoke"), rivals=False)) == 2
+    assert len(tables.table_runs("VI", get_profile("smoke"), rivals=True)) == 2  # only Tables I–IV
+    planned = {
+        r.label for r in tables.training_plan(get_profile("smoke")) if r.data.setting == "5d"
+    }
     assert {"PromptIR (ours, smoke)", "AdaIR (ours, smoke)"} <= planned
 
 
 def test_describe_names_the_rival_network():
-    described = runinfo.describe(tables.table_runs("II", "smoke"), "smoke")
+    described = runinfo.describe(
+        tables.table_runs("II", get_profile("smoke")), get_profile("smoke")
+    )
     assert list(described["block"])[2:] == ["PromptIR (transformer)", "AdaIR (transformer)"]
     assert list(described["experts"])[2:] == ["no ADEC", "no ADEC"]
 
 
 def test_torchrun_entry_point_rebuilds_a_rival_config(tmp_path, monkeypatch):
-    run = tables.table_runs("I", "smoke")[3]
+    run = tables.table_runs("I", get_profile("smoke"))[3]
     seen = {}
-    monkeypatch.setattr("m2ir_lib.runs.cached_train", lambda **spec: seen.update(spec))
+    monkeypatch.setattr("m2ir_lib.engine.runs.cached_train", lambda **spec: seen.update(spec))
     spec = {
         "model_cfg": dataclasses.asdict(run.model),
         "train_cfg": dataclasses.asdict(run.train),
     }
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
-    experiments.main([str(path)])
+    runs.main([str(path)])
     assert seen["model_cfg"] == run.model and seen["train_cfg"] == run.train
 
 
@@ -63,24 +80,24 @@ def _released_restormer(path, fill=torch.zeros):
 
 
 def test_released_checkpoints_parameter(tmp_path):
-    assert tables.released_checkpoints("") == {}
+    assert scoring.released_checkpoints("") == {}
     a, b = tmp_path / "promptir.ckpt", tmp_path / "restormer.pth"
     a.write_bytes(b"x")
     b.write_bytes(b"x")
-    assert tables.released_checkpoints(f"promptir={a}, restormer={b}") == {
+    assert scoring.released_checkpoints(f"promptir={a}, restormer={b}") == {
         "promptir": a,
         "restormer": b,
     }
-    assert tables.released_checkpoints(str(tmp_path)) == {"promptir": a, "restormer": b}
+    assert scoring.released_checkpoints(str(tmp_path)) == {"promptir": a, "restormer": b}
     with pytest.raises(FileNotFoundError, match="no adair weights file at .*nope.ckpt"):
-        tables.released_checkpoints(f"promptir={a},adair={tmp_path / 'nope.ckpt'}")
+        scoring.released_checkpoints(f"promptir={a},adair={tmp_path / 'nope.ckpt'}")
     with pytest.raises(ValueError, match="unknown rival 'swinir'"):
-        tables.released_checkpoints(f"swinir={a}")
+        scoring.released_checkpoints(f"swinir={a}")
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        tables.released_checkpoints(str(tmp_path / "missing"))
+        scoring.released_checkpoints(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds none of"):
-        tables.released_checkpoints(str(tmp_path / "empty"))
+        scoring.released_checkpoints(str(tmp_path / "empty"))
 
 
 def test_released_weights_are_scored_beside_the_table(tmp_path, monkeypatch):
@@ -89,9 +106,9 @@ def test_released_weights_are_scored_beside_the_table(tmp_path, monkeypatch):
     monkeypatch.setenv("M2IR_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("M2IR_RESULTS", str(tmp_path / "results"))
     torch.set_num_threads(1)
-    runs = tables.table_runs("I", "smoke", rivals=False)
-    released = tables.released_checkpoints(f"restormer={_released_restormer(tmp_path / 'r.pth')}")
-    rows = tables.score_rows("I", runs, {}, profile="smoke", released=released)
+    runs = tables.table_runs("I", get_profile("smoke"), rivals=False)
+    released = scoring.released_checkpoints(f"restormer={_released_restormer(tmp_path / 'r.pth')}")
+    rows = scoring.score_rows("I", runs, {}, profile=get_profile("smoke"), released=released)
     mine = rows[rows["method"] == "Restormer (released weights)"]
     floor = rows[rows["method"] == results.FLOOR]
     assert len(mine) and (mine["metric"] != results.STATUS).all()
@@ -104,7 +121,9 @@ def test_released_weights_are_scored_beside_the_table(tmp_path, monkeypatch):
     }
     cache = list((tmp_path / "runs" / "smoke" / "released" / "restormer").glob("eval-*.csv"))
     assert len(cache) == 1  # a second scoring reads it; a changed file gets a new key
-    again = tables.score_rows("I", runs, {}, profile="smoke", released=released, write=False)
+    again = scoring.score_rows(
+        "I", runs, {}, profile=get_profile("smoke"), released=released, write=False
+    )
     assert again.equals(rows)
 
 
@@ -126,7 +145,7 @@ def test_conclusions_compare_m2ir_with_named_rivals():
         for m, t, v in zip(cells["method"], cells["task"], cells["value"], strict=True)
     ]
     table = results.with_average(pd.concat([results.paper_table("I"), *mine]))
-    text = report.conclusions(
+    text = verdicts.conclusions(
         table, per_image, "M²IR (ours, smoke)", rivals=["AdaIR (ours, smoke)", "PromptIR (x)"]
     ).data
     line = next(x for x in text.split("\n\n") if x.startswith("**Claim: M²IR beats AdaIR**"))
@@ -136,9 +155,9 @@ def test_conclusions_compare_m2ir_with_named_rivals():
 
 
 def test_table_xiii_measures_the_rivals_beside_m2ir(monkeypatch):
-    monkeypatch.setattr(tables, "PAPER_SIZE", (32, 48))  # the rows, not the paper's size
+    monkeypatch.setattr(table_xiii, "PAPER_SIZE", (32, 48))  # the rows, not the paper's size
     torch.set_num_threads(1)
-    rows = tables.efficiency_rows("smoke", repeats=1)
+    rows = table_xiii.efficiency_rows(get_profile("smoke"), repeats=1)
     got = rows[rows["metric"] != results.STATUS].pivot_table(
         index="method", columns="metric", values="value"
     )
@@ -163,12 +182,12 @@ def test_table_xiii_measures_the_rivals_beside_m2ir(monkeypatch):
     note = rows.loc[rows["method"] == "PromptIR (authors' config)", "note"].iloc[0]
     assert "34.1M / 745G" in note
     assert (
-        not tables.efficiency_rows("smoke", repeats=1, rivals=False)["method"]
+        not table_xiii.efficiency_rows(get_profile("smoke"), repeats=1, rivals=False)["method"]
         .str.contains("AdaIR")
         .any()
     )
 
 
 def test_rival_rows_share_the_papers_colour():
-    assert report.method_colour("AdaIR (ours, mini)") == report.method_colour("AdaIR")
-    assert report.method_colour("PromptIR (released weights)") == report.method_colour("PromptIR")
+    assert plots.method_colour("AdaIR (ours, mini)") == plots.method_colour("AdaIR")
+    assert plots.method_colour("PromptIR (released weights)") == plots.method_colour("PromptIR")

@@ -12,16 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from m2ir_lib import efficiency
-from m2ir_lib.rivals import (
-    RIVALS,
-    RivalConfig,
-    build_rival,
-    convert_released,
-    load_released,
-    plan_rival,
-    rival_config,
-)
+from m2ir_lib import efficiency as efficiency_cli
+from m2ir_lib.core import config
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.core.released import convert_released, load_released
+from m2ir_lib.core.rivals import RIVALS, RivalConfig, build_rival, rival_config
+from m2ir_lib.engine import efficiency, speed
+from m2ir_lib.workbook import settings
+from m2ir_lib.workbook.experiments import plan_rival
 
 KEYS = json.loads((Path(__file__).parent / "fixtures" / "released_keys.json").read_text())
 PREFIX = {"params": "", "state_dict": "net."}  # BasicSR / Lightning (`self.net`)
@@ -119,7 +117,7 @@ def test_smoke_forward_backward_any_size(name):
 def test_restormer_is_the_restormer_style_baseline():
     """Our M²IR-config baseline (Table VII all-off) is Restormer, layer for layer."""
     for size in ("paper", "mini"):
-        base = efficiency.build_variant(efficiency.baseline_config(size))
+        base = efficiency.build_variant(config.baseline_config(config.MODEL_PRESETS[size]))
         rival = build_rival("restormer", size)
         assert [(k, v.shape) for k, v in base.state_dict().items()] == [
             (k, v.shape) for k, v in rival.state_dict().items()
@@ -166,17 +164,17 @@ def test_macs_at_480x720_counted_in_full(name):
 
 def test_cli_json_for_every_model(capsys):
     for name in efficiency.MODELS:
-        efficiency.main(["--model", name, "--config", "smoke", "--size", "32", "48", "--json"])
+        efficiency_cli.main(["--model", name, "--config", "smoke", "--size", "32", "48", "--json"])
         out = json.loads(capsys.readouterr().out)
         assert out["params"] > 0 and out["macs"] > 0
     with pytest.raises(SystemExit):
-        efficiency.main(["--model", "adair", "--daclip", "mlp"])
+        efficiency_cli.main(["--model", "adair", "--daclip", "mlp"])
 
 
 def test_one_table_measures_m2ir_and_the_rivals():
     models = efficiency.table_xiii_models("smoke", rivals=True)
     models.pop("M²IR")  # its DA-CLIP row is test_efficiency's (a tiny CLIP there)
-    table = efficiency.efficiency_table(models, size=(32, 48), repeats=1, warmup=0)
+    table = speed.efficiency_table(models, size=(32, 48), repeats=1, warmup=0)
     assert list(table["method"])[-3:] == ["Restormer", "PromptIR", "AdaIR"]
     rows = table.set_index("method")
     assert rows.loc[["Restormer", "PromptIR", "AdaIR"], "latency_ms_cpu"].gt(0).all()
@@ -186,16 +184,18 @@ def test_one_table_measures_m2ir_and_the_rivals():
 
 
 def test_rival_trains_and_reloads_through_the_run_cache(tmp_path, monkeypatch):
-    from m2ir_lib import experiments
-    from m2ir_lib.checkpoint import load_checkpoint
+    from m2ir_lib.engine.checkpoint import load_checkpoint
+    from m2ir_lib.workbook import experiments
 
     monkeypatch.setenv("M2IR_RUNS", str(tmp_path / "runs"))
-    data = experiments.locate("3d", "smoke")
-    m2ir = experiments.plan("M²IR (ours)", "smoke", data, seed=1)
-    run = plan_rival("adair", "smoke", data, seed=1)
+    data = settings.locate("3d", get_profile("smoke"))
+    m2ir = experiments.plan("M²IR (ours)", get_profile("smoke"), data, seed=1)
+    run = plan_rival("adair", get_profile("smoke"), data, seed=1)
     assert (run.label, run.train, run.seed, run.tasks) == ("AdaIR", m2ir.train, 1, m2ir.tasks)
-    assert experiments.run_dir(run, "smoke") != experiments.run_dir(m2ir, "smoke")
-    ckpt = experiments.train_runs([run], "smoke", jobs=1)["AdaIR"]
+    assert experiments.run_dir(run, get_profile("smoke")) != experiments.run_dir(
+        m2ir, get_profile("smoke")
+    )
+    ckpt = experiments.train_runs([run], get_profile("smoke"), jobs=1)["AdaIR"]
     model, meta = load_checkpoint(ckpt)
     assert type(model).__name__ == "AdaIR" and meta["model_cfg"]["arch"] == "adair"
     assert model.cfg == run.model

@@ -18,11 +18,16 @@ import pytest
 import torch
 from PIL import Image
 
-from m2ir_lib import checkpoint as ckp
-from m2ir_lib import efficiency, experiments, pipeline, restore, results, runs
-from m2ir_lib import train as train_mod
-from m2ir_lib.config import PROFILES
-from m2ir_lib.data import ImageReadError, load_image, read_manifest
+from m2ir_lib import efficiency as efficiency_cli
+from m2ir_lib import pipeline
+from m2ir_lib import restore as restore_cli
+from m2ir_lib import train as train_cli
+from m2ir_lib.core.config import PROFILES, get_profile
+from m2ir_lib.data.datasets import ImageReadError, load_image, read_manifest
+from m2ir_lib.engine import checkpoint as ckp
+from m2ir_lib.engine import efficiency, runs
+from m2ir_lib.engine import train as train_mod
+from m2ir_lib.workbook import results, settings
 
 SMOKE = PROFILES["smoke"]
 TCFG = dataclasses.replace(SMOKE.train, iters=4, ckpt_every=1, num_workers=0)
@@ -53,7 +58,7 @@ def _png(path, h=20, w=24, seed=0):
 
 
 def _restore(checkpoint, *args):
-    return restore.main([*map(str, args), "--checkpoint", str(checkpoint), "--device", "cpu"])
+    return restore_cli.main([*map(str, args), "--checkpoint", str(checkpoint), "--device", "cpu"])
 
 
 def _train(smoke_data, out, **kw):
@@ -131,7 +136,7 @@ def test_case3_second_train_into_an_owned_folder_stops_naming_the_owner(
                 break
             time.sleep(0.05)
         assert owner.is_file(), "the first run never took the folder"
-        second = train_mod.main(argv)  # the same command, started while the first trains
+        second = train_cli.main(argv)  # the same command, started while the first trains
         assert first.poll() is None, "the first run ended before the second was tried"
     finally:
         first_err = first.communicate(timeout=600)[1]
@@ -183,7 +188,7 @@ def test_own_a_torn_or_doubled_log_heals_on_resume(tmp_path):
 
 
 def test_case3_a_log_doubled_before_the_fix_still_reads_as_numbers(tmp_path):
-    from m2ir_lib import runinfo
+    from m2ir_lib.workbook import runinfo
 
     run = tmp_path / "run"
     run.mkdir()
@@ -200,14 +205,14 @@ def test_case3_a_log_doubled_before_the_fix_still_reads_as_numbers(tmp_path):
 
 def test_case4_a_named_data_root_that_does_not_exist_is_an_error(tmp_path, monkeypatch):
     typo = tmp_path / "dat"
-    for profile in ("smoke", "mini", "paper"):
+    for name in ("smoke", "mini", "paper"):
         with pytest.raises(FileNotFoundError, match=r"not a folder.*README.*Real data sets"):
-            experiments.locate("3d", profile, str(typo))
+            settings.locate("3d", get_profile(name), str(typo))
     monkeypatch.setenv("M2IR_DATA", str(typo))
     with pytest.raises(FileNotFoundError, match="M2IR_DATA"):
-        experiments.locate("3d", "paper")
+        settings.locate("3d", get_profile("paper"))
     monkeypatch.delenv("M2IR_DATA")
-    nothing = experiments.locate("3d", "paper")  # no data configured at all: a status, no error
+    nothing = settings.locate("3d", get_profile("paper"))  # nothing configured: a status
     assert not nothing.available and "no real data" in nothing.reason
 
 
@@ -229,8 +234,9 @@ def test_case4_pipeline_stops_naming_the_notebook_and_writes_nothing(tmp_path, m
         ),
         nbformat.v4.new_code_cell(
             f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
-            "import pandas as pd\nfrom m2ir_lib import experiments, results\n"
-            "data = experiments.locate('3d', profile, data_root)\n"
+            "import pandas as pd\nfrom m2ir_lib.core.config import get_profile\n"
+            "from m2ir_lib.workbook import results, settings\nprofile = get_profile(profile)\n"
+            "data = settings.locate('3d', profile, data_root)\n"
             f"results.write_frame(pd.DataFrame({{'x': [1]}}), profile, 'table', {str(tmp_path)!r})"
         ),
     ]
@@ -290,10 +296,10 @@ def test_case6_no_readable_checkpoint_names_the_file_and_the_flag(smoke_data, tm
         _train(smoke_data, run)
     root, manifest = smoke_data
     argv = ["--profile", "smoke", "--manifest", str(manifest), "--data-root", str(root)]
-    assert train_mod.main([*argv, "--out", str(run), "--device", "cpu"]) == 1
+    assert train_cli.main([*argv, "--out", str(run), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "last.pt" in err and "--no-resume" in err
-    assert train_mod.main([*argv, "--out", str(run), "--no-resume", "--iters", "1"]) == 0
+    assert train_cli.main([*argv, "--out", str(run), "--no-resume", "--iters", "1"]) == 0
 
 
 def test_case7_the_cache_heals_a_run_without_meta_json(smoke_data, tmp_path):
@@ -484,7 +490,7 @@ def test_case12_restore_out_naming_an_existing_file(checkpoint, tmp_path, capsys
 
 def test_case12_efficiency_size_zero_and_empty_ptflops_reason(capsys):
     with pytest.raises(SystemExit) as err:
-        efficiency.main(["--config", "smoke", "--size", "0", "0"])
+        efficiency_cli.main(["--config", "smoke", "--size", "0", "0"])
     assert err.value.code == 2 and "at least 5 pixels" in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least 5 pixels"):
         efficiency.count_complexity("smoke", size=(0, 0))
@@ -504,7 +510,7 @@ def test_case12_a_bare_state_dict_is_not_a_checkpoint(checkpoint, tmp_path, caps
     with pytest.raises(ValueError, match="bare state dict"):
         ckp.load_checkpoint(bare)
     _png(tmp_path / "a.png")
-    code = restore.main([str(tmp_path / "a.png"), "--checkpoint", str(bare), "--out", "o"])
+    code = restore_cli.main([str(tmp_path / "a.png"), "--checkpoint", str(bare), "--out", "o"])
     assert code == 1 and "not a checkpoint of m2ir_lib.train" in capsys.readouterr().err
 
 
@@ -516,7 +522,7 @@ def test_case13_train_refuses_no_steps(smoke_data, tmp_path, capsys, iters):
     root, manifest = smoke_data
     argv = ["--profile", "smoke", "--manifest", str(manifest), "--data-root", str(root)]
     with pytest.raises(SystemExit) as err:
-        train_mod.main([*argv, "--out", str(tmp_path / "run"), "--iters", str(iters)])
+        train_cli.main([*argv, "--out", str(tmp_path / "run"), "--iters", str(iters)])
     assert err.value.code == 2 and "at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least one optimizer step"):
         _train(smoke_data, tmp_path / "run", cfg=dataclasses.replace(TCFG, iters=iters))
@@ -553,11 +559,11 @@ def test_own_train_refuses_a_negative_seed_and_an_out_that_is_a_file(smoke_data,
     root, manifest = smoke_data
     argv = ["--profile", "smoke", "--manifest", str(manifest), "--data-root", str(root)]
     with pytest.raises(SystemExit) as err:
-        train_mod.main([*argv, "--out", str(tmp_path / "run"), "--seed", "-1"])
+        train_cli.main([*argv, "--out", str(tmp_path / "run"), "--seed", "-1"])
     assert err.value.code == 2 and "--seed -1" in capsys.readouterr().err
     afile = tmp_path / "run.txt"
     afile.write_text("x")
-    assert train_mod.main([*argv, "--out", str(afile)]) == 1
+    assert train_cli.main([*argv, "--out", str(afile)]) == 1
     assert "is an existing file" in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""The statistics behind every table's intervals (m2ir_lib.stats): known answers, coverage,
+"""The statistics behind every table's intervals (m2ir_lib.workbook.stats): known answers, coverage,
 determinism, pairing, and the per-image → cell reduction."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from m2ir_lib import stats
+from m2ir_lib.workbook import stats, verdicts
 
 
 def test_constant_sample_has_a_point_interval_and_one_value_has_none():
@@ -138,10 +138,9 @@ def test_seed_differences_pair_seeds_or_compare_with_a_single_seed():
 
 
 def test_a_verdict_whose_sign_flips_between_seeds_is_not_resolved():
-    from m2ir_lib import report
 
     df = _per_image()
     both = pd.concat([df, df[df["method"] == "B"].assign(seed=1, value=lambda d: d["value"] + 3)])
-    assert report.seed_checked("supports", df, "A", "B", "PSNR", ["t1"]) == "supports"
-    flipped = report.seed_checked("supports", both, "A", "B", "PSNR", ["t1"])
+    assert verdicts.seed_checked("supports", df, "A", "B", "PSNR", ["t1"]) == "supports"
+    flipped = verdicts.seed_checked("supports", both, "A", "B", "PSNR", ["t1"])
     assert flipped.startswith("cannot resolve") and "-1.00 to +1.00" in flipped

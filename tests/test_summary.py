@@ -5,7 +5,8 @@ import json
 import nbformat
 import pandas as pd
 
-from m2ir_lib import results, summary
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.workbook import results, summary
 
 
 def _table_vi(root):
@@ -23,12 +24,12 @@ def _table_vi(root):
         "VI", "PromptIR (released weights)", "no checkpoint given", profile="smoke", commit="x"
     )
     table = pd.concat([results.paper_table("VI"), ours, missing])
-    results.write_results(table, "smoke", "VI", root=root)
+    results.write_results(table, get_profile("smoke"), "VI", root=root)
 
 
 def _executed_notebook(root, text):
     nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("report.conclusions(table, per_image, m2ir, baseline)")
+    cell = nbformat.v4.new_code_cell("verdicts.conclusions(table, per_image, m2ir, baseline)")
     cell.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": text})]
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
     folder = results.results_dir("smoke", root) / "notebooks"
@@ -48,7 +49,7 @@ def test_page_shows_paper_ours_status_conclusion_and_figures(tmp_path):
          "profile": ["smoke"]}
     ).to_csv(out / "pipeline_times.csv", index=False)  # fmt: skip
 
-    page = summary.write_summary("smoke", tmp_path).read_text(encoding="utf-8")
+    page = summary.write_summary(get_profile("smoke"), tmp_path).read_text(encoding="utf-8")
 
     assert "notebooks: 1 of 1 ok, 1.5 min" in page and "- commit: `" in page
     section = page.split("## Table VI")[1].split("## Table VII")[0]

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-import m2ir_lib.train as train_mod
-from m2ir_lib import checkpoint as ckp
-from m2ir_lib import runs
-from m2ir_lib.config import PROFILES, TrainConfig
-from m2ir_lib.train import StreamSampler, lr_at, train
+import m2ir_lib.engine.train as train_mod
+from m2ir_lib.core.config import PROFILES, TrainConfig
+from m2ir_lib.engine import checkpoint as ckp
+from m2ir_lib.engine import runs
+from m2ir_lib.engine.train import StreamSampler, lr_at, train
 
 SMOKE = PROFILES["smoke"]
 # 4 steps, a checkpoint after step 2: the kill/resume tests stop during step 3.
@@ -136,7 +136,7 @@ def test_resume_is_exact(smoke_data, tmp_path, monkeypatch):
 
 
 def _init_state():
-    from m2ir_lib.model import build_model
+    from m2ir_lib.core.networks import build_model
 
     torch.manual_seed(0)
     return build_model(SMOKE.model).state_dict()

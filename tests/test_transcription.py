@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from m2ir_lib import pipeline, results
-from m2ir_lib.config import PROFILES
+from m2ir_lib import pipeline
+from m2ir_lib.core.config import PROFILES
+from m2ir_lib.workbook import results
 
 REPO = Path(__file__).resolve().parents[1]
 

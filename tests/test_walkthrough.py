@@ -1,4 +1,4 @@
-"""The numbers notebook 01 shows beside §III (m2ir_lib.walkthrough): eq. (5) ranges against
+"""The numbers notebook 01 shows beside §III (m2ir_lib.workbook.walkthrough): eq. (5) ranges against
 brute force, the MST/Restormer shape trace and parameter difference, the loss shares, the
 α/β gates and the priors P′ and P."""
 
@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from m2ir_lib import losses, walkthrough
-from m2ir_lib.config import get_profile
-from m2ir_lib.model import M2IR
+from m2ir_lib.core import losses
+from m2ir_lib.core.config import get_profile
+from m2ir_lib.core.model import M2IR
+from m2ir_lib.workbook import walkthrough
 
 
 def _brute_force_weights(n, k, samples=200_000, seed=0):

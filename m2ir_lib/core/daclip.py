@@ -274,7 +274,7 @@ class DaCLIPPrior(nn.Module):
 def load_daclip_prior(
     checkpoint: str | os.PathLike | None, prompts, model_name: str | dict = "ViT-B-32"
 ) -> DaCLIPPrior:
-    """`DaCLIPPrior(load_daclip(checkpoint), prompts)`, used by `model.build_model`.
+    """`DaCLIPPrior(load_daclip(checkpoint), prompts)`, used by `networks.build_model`.
 
     Args:
         checkpoint: path to `daclip_ViT-B-32.pt`; None raises the missing-file error.

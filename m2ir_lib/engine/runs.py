@@ -3,7 +3,7 @@
 A run is keyed by a stable hash of everything that decides its weights (network and training
 configs, manifest content, the synthetic build's stamp, seed, tasks, repeats, DA-CLIP file) and
 kept under ``runs/<profile>/<key>/`` as ``final.pt``, ``log.csv`` and ``meta.json``
-(``m2ir_lib.checkpoint``). The ~30 training runs behind Tables I–XII therefore train once,
+(``m2ir_lib.engine.checkpoint``). The ~30 training runs behind Tables I–XII therefore train once,
 a partial run resumes, and ``train_many`` runs independent ones side by side. Two processes
 that need the same run (a notebook open in JupyterLab while ``make reproduce`` runs) take
 turns: the run folder is locked, the second waits and then reuses the first one's result.
@@ -14,19 +14,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
-from m2ir_lib.checkpoint import (
+from data_prep.mini import BUILD_STAMP
+from m2ir_lib.core.config import M2IRConfig, TrainConfig
+from m2ir_lib.data.files import REPO_ROOT
+from m2ir_lib.engine.checkpoint import (
     FREE_TRAIN_FIELDS,
-    REPO_ROOT,
     config_to_dict,
     file_sha256,
     load_checkpoint,
+    model_config_from_dict,
     read_checkpoint,
 )
-from m2ir_lib.config import M2IRConfig, TrainConfig
+from m2ir_lib.engine.train import train
 
 __all__ = [
     "cached_train",
@@ -38,10 +44,6 @@ __all__ = [
 ]
 # Bump when a code change makes cached runs stale (e.g. a different network for the same config).
 CACHE_VERSION = 2  # 2: fused AdamW
-# Written by `data_prep.mini` beside `manifests/`: seed, size, generator code and package
-# versions of a synthetic build. Its manifests name the same files after a rebuild, so the
-# stamp is what tells a run trained on yesterday's images from one trained on today's.
-BUILD_STAMP = ".stamp.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,13 +108,12 @@ def cached_train(
     A complete run is returned as is, a partial one (``last.pt``) resumes, anything else trains.
 
     Args:
-        model_cfg, train_cfg, manifest, data_root: as for ``m2ir_lib.train.train``.
+        model_cfg, train_cfg, manifest, data_root: as for ``m2ir_lib.engine.train.train``.
         profile: the profile name (also the cache sub-folder).
         seed, tasks, repeats, daclip_checkpoint: part of the key; passed to ``train``.
         root: cache root (default ``runs_root()``).
         **train_kw: other ``train`` keywords (device, progress, ...), not part of the key.
     """
-    from m2ir_lib.train import train
 
     key = run_key(
         model_cfg,
@@ -160,8 +161,6 @@ def train_many(specs: list[dict], jobs: int = 2, threads: int = 1) -> list[Path]
     """
     if jobs <= 1:
         return [Path(_train_one(s, threads)) for s in specs]
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
 
     keys = [
         run_key(
@@ -179,3 +178,19 @@ def train_many(specs: list[dict], jobs: int = 2, threads: int = 1) -> list[Path]
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         done = {k: pool.submit(_train_one, s, threads) for k, s in first.items()}
         return [Path(done[k].result()) for k in keys]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`torchrun -m m2ir_lib.engine.runs SPEC.json`: one cached run under DDP, the child of
+    `experiments.train_runs(launcher="torchrun")`. SPEC holds `cached_train`'s arguments with
+    the two configs as dicts."""
+    spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    spec["model_cfg"] = model_config_from_dict(spec["model_cfg"])  # M²IR or a rival
+    spec["train_cfg"] = TrainConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["train_cfg"].items()}
+    )
+    cached_train(**spec)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from m2ir_lib.checkpoint import read_log
-from m2ir_lib.config import M2IRConfig, TrainConfig
-from m2ir_lib.experiments import SETTINGS, Run, run_dir
-from m2ir_lib.rivals import RIVAL_LABELS, RivalConfig
+from m2ir_lib.core.config import M2IRConfig, Profile, TrainConfig
+from m2ir_lib.core.rivals import RIVAL_LABELS, RivalConfig
+from m2ir_lib.engine.checkpoint import read_log
+from m2ir_lib.workbook.experiments import Run, run_dir
+from m2ir_lib.workbook.settings import SETTINGS
 
 
-def describe(runs: list[Run], profile: str) -> pd.DataFrame:
+def describe(runs: list[Run], profile: Profile) -> pd.DataFrame:
     """One line per run: what differs, its schedule, data, cache folder and state."""
     rows = []
     for r in runs:
@@ -73,7 +74,7 @@ def _loss_label(t: TrainConfig) -> str:
     return " + ".join(terms)
 
 
-def unique(runs: list[Run], profile: str) -> list[Run]:
+def unique(runs: list[Run], profile: Profile) -> list[Run]:
     """Runs of several tables, each configuration once, labelled `<setting>: <label>`."""
     seen, out = set(), []
     for r in runs:
@@ -114,7 +115,7 @@ def expert_shares(log: pd.DataFrame) -> pd.DataFrame:
     return long.drop(columns="which")
 
 
-def run_summary(runs: list[Run], ckpts: dict[str, Path], profile: str) -> pd.DataFrame:
+def run_summary(runs: list[Run], ckpts: dict[str, Path], profile: Profile) -> pd.DataFrame:
     """One line per run: cache key, steps, last loss (mean of the last 10 steps), wall time."""
     rows = []
     for r in runs:

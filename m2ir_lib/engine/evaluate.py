@@ -1,15 +1,14 @@
 """Evaluation of §IV: a restorer on a manifest's test split, per image and per task.
 
 The same code measures every row of a table: M²IR, the Restormer-style all-off network of
-Table VII (``baseline_config``) and the degraded input itself (``evaluate_identity``), so each
-table carries honest reference rows at any profile. Protocols are those of
-``m2ir_lib.metrics``; input and target are centre-cropped to a multiple of 16 before the
+Table VII (``config.baseline_config``) and the degraded input itself (``evaluate_identity``),
+so each table carries honest reference rows at any profile. Protocols are those of
+``m2ir_lib.data.metrics``; input and target are centre-cropped to a multiple of 16 before the
 network runs (PromptIR/AdaIR ``crop_img``, done by ``EvalDataset``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -17,15 +16,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from m2ir_lib.config import M2IRConfig
-from m2ir_lib.metrics import NA_WEIGHTS, PROTOCOLS, LPIPSMetric, fid, psnr_ssim
-
-
-def baseline_config(cfg: M2IRConfig) -> M2IRConfig:
-    """The Restormer-style reference network of the same size: Table VII's all-off row."""
-    return dataclasses.replace(
-        cfg, block="transformer", prior="none", special_experts=False, shared_expert=False
-    )
+from m2ir_lib.data.datasets import EvalDataset
+from m2ir_lib.data.metrics import NA_WEIGHTS, PROTOCOLS, LPIPSMetric, fid, psnr_ssim
 
 
 def _to_hwc(t: torch.Tensor) -> np.ndarray:
@@ -64,8 +56,8 @@ def evaluate(
 
     Args:
         model: a callable (B, 3, H, W) -> (B, 3, H, W) in [0, 1], e.g. ``M2IR``.
-        manifest: manifest CSV path (or what ``m2ir_lib.data.EvalDataset`` accepts).
-        protocol: ``"peer"`` or ``"weatherbench"`` (``m2ir_lib.metrics``).
+        manifest: manifest CSV path (or what ``m2ir_lib.data.datasets.EvalDataset`` accepts).
+        protocol: ``"peer"`` or ``"weatherbench"`` (``m2ir_lib.data.metrics``).
         data_root: root of the manifest's paths.
         tasks: evaluate only these tasks.
         max_images: at most this many images per (task, dataset, sigma); the test-noise
@@ -85,7 +77,6 @@ def evaluate(
         manifest has several) with n, psnr, ssim (+ lpips, fid). Metrics without local
         weights read ``NA_WEIGHTS``.
     """
-    from m2ir_lib.data import EvalDataset
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from m2ir_lib import results
+from data_prep.adapters import LAYOUTS, WEATHERBENCH_DEFAULT
+from m2ir_lib.core.config import Profile
+from m2ir_lib.data.datasets import NOISE_SIGMAS
+from m2ir_lib.workbook import experiments, results, settings, tables
 
 NOT_MEASURED = "not measured yet"
 MEASURED = results.repo_root() / "benchmarks" / "measured"
@@ -39,8 +42,6 @@ _PARTS = {
 
 def published_rows(setting: str) -> dict[str, int]:
     """Training rows per task at the published sizes (one row per noise level for denoising)."""
-    from data_prep.adapters import LAYOUTS, WEATHERBENCH_DEFAULT
-    from m2ir_lib.data import NOISE_SIGMAS
 
     if setting == "weatherbench":  # per-weather counts unpublished; every factor is 1
         return {"weather": int(WEATHERBENCH_DEFAULT["totals"]["train"])}
@@ -52,28 +53,27 @@ def published_rows(setting: str) -> dict[str, int]:
     return rows
 
 
-def reproduction_plan(profile: str = "paper") -> pd.DataFrame:
-    """Every distinct training run of Tables I–XII with its derived schedule.
+def reproduction_plan(profile: Profile) -> pd.DataFrame:
+    """Every distinct training run of Tables I–XII with its derived schedule under `profile`
+    (the paper profile: its epochs, repeats and global batch on the published data sizes).
 
     Table VI reuses Table I's runs; the ablations' shared full-model row trains once (listed
     under Table VII), as the run cache does.
     """
-    from m2ir_lib import experiments, tables
-    from m2ir_lib.config import get_profile
 
-    prof, out, seen = get_profile(profile), [], set()
-    specs = [(t, s, label.format(p=profile), m, {}, False) for t in tables.TABLE_RUNS
+    out, seen = [], set()
+    specs = [(t, s, label.format(p=profile.name), m, {}, False) for t in tables.TABLE_RUNS
              for s, label, m in tables.TABLE_RUNS[t] if t != "VI"]  # fmt: skip
     specs += [(t, "derain", label, m, tr, True) for t in tables.ABLATIONS
               for label, m, tr in tables.ABLATIONS[t]]  # fmt: skip
     for table, setting, label, m, tr, ablation in specs:
-        base = prof.ablation_train if ablation else prof.train
+        base = profile.ablation_train if ablation else profile.train
         tcfg = dataclasses.replace(base, **tr)
-        key = (setting, dataclasses.replace(prof.model, **m), tcfg, ablation)
+        key = (setting, dataclasses.replace(profile.model, **m), tcfg, ablation)
         if key in seen:
             continue
         seen.add(key)
-        reps = experiments.SETTINGS[setting].repeats
+        reps = settings.SETTINGS[setting].repeats
         tcfg, s = experiments.schedule(
             profile, setting, published_rows(setting), reps, tcfg, ablation, cap=False
         )
@@ -98,7 +98,7 @@ def measured_throughput(folder: str | Path = MEASURED, precision: str = "fp32") 
 
 
 def reproduction_cost(
-    profile: str = "paper", folder: str | Path = MEASURED, precision: str = "fp32"
+    profile: Profile, folder: str | Path = MEASURED, precision: str = "fp32"
 ) -> pd.DataFrame:
     """GPU-hours per paper table: derived iterations × global batch ÷ measured images/s.
 

@@ -10,65 +10,19 @@ import inspect
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Code, Markdown
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from m2ir_lib import model as model_lib
-from m2ir_lib.config import M2IRConfig
-from m2ir_lib.model import DGEA, M2IR, MST, TransformerBlock
-from m2ir_lib.results import save_figure
-
-
-def _first_shape(t):
-    while isinstance(t, (tuple, list)) and t:
-        t = t[0]
-    return tuple(t.shape) if isinstance(t, torch.Tensor) else None
-
-
-def _hooked_shapes(net: nn.Module, run, modules: list[str]) -> dict[str, dict]:
-    """Input/output shapes of the named submodules of `net` while `run()` executes."""
-    named = dict(net.named_modules())
-    unknown = [m for m in modules if m not in named]
-    if unknown:
-        raise ValueError(f"no submodule(s) {unknown} in {type(net).__name__}")
-    rows: dict[str, dict] = {}
-
-    def record(name):
-        def hook(mod, args, out):  # returns None: the module's output is left as it is
-            rows.setdefault(
-                name,
-                {
-                    "module": name,
-                    "class": type(mod).__name__,
-                    "input": _first_shape(args),
-                    "output": _first_shape(out),
-                },
-            )
-
-        return hook
-
-    hooks = [named[m].register_forward_hook(record(m)) for m in modules]
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for h in hooks:
-            h.remove()
-    return rows
-
-
-def trace(model: M2IR, image: torch.Tensor, modules: list[str]) -> pd.DataFrame:
-    """Input and output shapes of named submodules on one forward pass (the walkthrough's
-    shape table), e.g. ["encoder1.0.attn.w_l1", "adecs.2.dgea"].
-
-    Returns:
-        DataFrame: module, class, input shape, output shape (first tensor of a tuple).
-    """
-    x = image[None] if image.ndim == 3 else image
-    rows = _hooked_shapes(model, lambda: model.eval()(x), modules)
-    return pd.DataFrame([rows[m] for m in modules if m in rows])
+from m2ir_lib.core import model as model_lib
+from m2ir_lib.core.config import M2IRConfig
+from m2ir_lib.core.model import DGEA, M2IR, MST, LearnablePrior, TransformerBlock
+from m2ir_lib.engine.probes import adec_gates, hooked_shapes
+from m2ir_lib.workbook.results import save_figure
 
 
 def parameter_table(model: M2IR) -> pd.DataFrame:
@@ -85,7 +39,6 @@ def parameter_table(model: M2IR) -> pd.DataFrame:
 
 def show_source(obj):
     """The library's code for `obj` (a function, method or class), to read beside its equation."""
-    from IPython.display import Code
 
     return Code(inspect.getsource(obj), language="python")
 
@@ -155,7 +108,7 @@ def block_shapes(blocks: dict[str, nn.Module], size=(32, 32), seed: int = 0) -> 
 
         model_lib.channel_attention = spy  # ChannelAttention.forward looks it up at call time
         try:
-            rows = _hooked_shapes(block, lambda b=block: b(x), names)
+            rows = hooked_shapes(block, lambda b=block: b(x), names)
         finally:
             model_lib.channel_attention = real
         col = {}
@@ -193,7 +146,6 @@ def block_parameters(blocks: dict[str, nn.Module]) -> pd.DataFrame:
 
 def msa_adds(params: pd.DataFrame, dim: int):
     """What MSA adds to the Restormer block, in words, from `block_parameters` (Markdown)."""
-    from IPython.display import Markdown
 
     p = params.set_index("part")
     extra = sum(
@@ -294,7 +246,6 @@ def eq5_check(cfg: M2IRConfig, samples: int = 4096, seed: int = 0) -> pd.DataFra
 
 def eq5_text(check: pd.DataFrame, n: int, k: int):
     """Eq. (5) ranges of `eq5_check` in a few computed sentences (Markdown)."""
-    from IPython.display import Markdown
 
     r = check.set_index("weight")
 
@@ -322,9 +273,8 @@ def eq5_text(check: pd.DataFrame, n: int, k: int):
 
 
 def adec_gates_at(models: dict[str, nn.Module]) -> pd.DataFrame:
-    """`adec.adec_gates` of several networks (e.g. at initialisation and trained), one
+    """`probes.adec_gates` of several networks (e.g. at initialisation and trained), one
     block of rows per label in column `network`."""
-    from m2ir_lib.adec import adec_gates
 
     frames = [adec_gates(m).assign(network=label) for label, m in models.items()]
     df = pd.concat(frames, ignore_index=True)
@@ -398,7 +348,6 @@ def training_loss_shares(
 
 def prior_label(net: M2IR) -> str:
     """Which P′ the network uses: DA-CLIP (frozen) or the learnable MLP fallback."""
-    from m2ir_lib.model import LearnablePrior
 
     enc = net.prior_encoder
     if enc is None:
@@ -444,12 +393,10 @@ def prior_maps(net: M2IR, image: torch.Tensor) -> list[torch.Tensor]:
 def plot_priors(net: M2IR, items: list[dict], path: str | Path | None = None):
     """P′'s prompt part per degradation (heatmap with colour bar) and, for one image per
     degradation, the input and ‖P‖ per pixel of each ADEC (eq. 3)."""
-    import matplotlib.pyplot as plt
 
     if not items:
         print("no test images (data missing): no prior to show")
         return None
-    from matplotlib.ticker import MaxNLocator
 
     table = prior_prompts(net, items)
     maps = [prior_maps(net, it["degraded"]) for it in items]

@@ -3,19 +3,28 @@ encoder-feature t-SNE (Fig. 10) and side-by-side restorations (Figs. 6–8), §I
 
 Everything is read with forward hooks on a trained `M2IR`, so the model code stays as it
 is; each `capture_*` returns plain tensors, each `plot_*` draws them with matplotlib. The
-images and networks come from `m2ir_lib.samples`.
+images and networks come from `m2ir_lib.workbook.samples`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
+import torch.nn.functional as F
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
 
-from m2ir_lib.model import M2IR, MSA, Routing
-from m2ir_lib.results import save_figure
+from m2ir_lib.core.model import M2IR, MSA, Routing
+from m2ir_lib.workbook.plots import method_colour
+from m2ir_lib.workbook.results import save_figure
+from m2ir_lib.workbook.tables import SEED_TAG
 
 ENCODER_LEVELS = ("encoder1", "encoder2", "encoder3", "latent")
 
@@ -131,7 +140,6 @@ def encoder_features(
 def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray | None:
     """2-D t-SNE of standardised features (sklearn), perplexity capped for small sets;
     None (with a message) below 4 points."""
-    from sklearn.manifold import TSNE
 
     n = len(features)
     if n < 4:
@@ -146,7 +154,6 @@ def separation(features: np.ndarray, labels: list[str]) -> float:
     """Silhouette score of the degradation labels in feature space (−1..1): high means the
     encoder keeps degradation types apart (the paper's Transformer), low means entangled
     (its MST), Fig. 10 / §IV-D."""
-    from sklearn.metrics import silhouette_score
 
     z = (features - features.mean(0)) / (features.std(0) + 1e-8)
     return float(silhouette_score(z, labels))
@@ -158,7 +165,6 @@ def gate_statistics(pairs: list[dict]) -> pd.DataFrame:
     local degradation |degraded − GT| at the block's resolution. The paper's reading (low
     gates where the image is degraded) predicts a lower mean on the degraded input and r > 0.
     """
-    import torch.nn.functional as F
 
     rows = []
     for p in pairs:
@@ -226,18 +232,13 @@ def tsne_verdict(stats: pd.DataFrame) -> str:
 def plot_training_curves(log: pd.DataFrame, path: str | Path | None = None, ncols: int = 3):
     """Training loss of eq. (11) per iteration (rolling mean, log scale), one panel per data
     setting (the `runinfo.unique` prefix 'setting: '), each network in its colour of every
-    figure (`report.method_colour`), extra training seeds dashed and dotted in the same colour.
+    figure (`plots.method_colour`), extra training seeds dashed and dotted in the same colour.
 
     Args:
         log: `runinfo.curves`' frame (run, step, loss_smoothed).
         path: PNG to write, if given.
         ncols: panels per row.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
-
-    from m2ir_lib.report import method_colour
-    from m2ir_lib.tables import SEED_TAG
 
     if log.empty:
         print("no training logs to plot")
@@ -279,7 +280,6 @@ def plot_training_curves(log: pd.DataFrame, path: str | Path | None = None, ncol
 
 def plot_pairs(items: list[dict], path: str | Path | None = None):
     """Degraded input above clean target for each item (`EvalDataset` dicts)."""
-    import matplotlib.pyplot as plt
 
     if not items:
         print("no test images to show (data missing)")
@@ -308,7 +308,6 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
         path: PNG to write, if given.
         kind: "gate" (σ(W_l² X), eq. 2) or "mask" (σ(W_d W_l¹ X), eq. 1).
     """
-    import matplotlib.pyplot as plt
 
     what = {"gate": "gate σ(W_l² X)", "mask": "mask σ(W_d W_l¹ X)"}[kind]
     names = list(pairs[0]["gates_degraded"])
@@ -361,8 +360,6 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
 def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path | None = None):
     """Fig. 5 made visible: per ADEC, the top-1 specialised expert of every pixel (legend:
     one colour per expert) and each expert's confidence s' (eq. 4, colour bar 0–1)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
 
     if not routings:
         raise ValueError("no routing to show (DGEA without specialised experts)")
@@ -403,8 +400,6 @@ def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path 
 
 def plot_tsne(panels: dict[str, tuple[np.ndarray, list[str]]], path: str | Path | None = None):
     """Fig. 10: one t-SNE panel per encoder, points coloured by degradation type."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     panels = {k: v for k, v in panels.items() if v[0] is not None}
     if not panels:
@@ -431,8 +426,6 @@ def plot_comparison(rows: list[dict], path: str | Path | None = None, zoom: floa
         path: PNG to write, if given.
         zoom: side of the crop as a fraction of the image's shorter side.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
     methods = list(rows[0]["outputs"])
     ncol = 2 + len(methods)
@@ -473,7 +466,6 @@ def crop_box(degraded: torch.Tensor, clean: torch.Tensor, zoom: float = 1 / 3):
     """(y, x, side) of the square crop, `zoom` of the shorter side, where the input differs
     most from its GT (mean |degraded − GT| over the window, stride side/4): the region
     where restorations differ, as the paper's zoomed crops are."""
-    import torch.nn.functional as F
 
     h, w = clean.shape[-2:]
     side = max(4, int(min(h, w) * zoom))

@@ -82,6 +82,16 @@ class M2IRConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
 
 
+# The all-off switches of Table VII: M²IR's backbone with plain Restormer blocks (MDTA + GDFN),
+# no prior and no ADEC. The Restormer-style network of every table is built from them.
+BASELINE = dict(block="transformer", prior="none", special_experts=False, shared_expert=False)
+
+
+def baseline_config(cfg: M2IRConfig) -> M2IRConfig:
+    """`cfg` with every M²IR component off: Table VII's all-off row, the Restormer-style network."""
+    return dataclasses.replace(cfg, **BASELINE)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation of §IV-A: AdamW, linear warm-up then cosine, patch 128, loss of eq. (11).
@@ -89,9 +99,9 @@ class TrainConfig:
     The global batch (samples per optimizer step) is ``batch_size × grad_accum`` as written
     here for one process; with W processes the loop accumulates
     ``global_batch / (W × batch_size)`` micro-batches, so 1, 2 or 4 GPUs train on the same
-    samples per step (`m2ir_lib.train.accumulation`). Iteration counts here are what a run
+    samples per step (`m2ir_lib.engine.train.accumulation`). Iteration counts here are what a run
     trains; a profile stating its budget in epochs (`Profile.epochs`) has them derived from
-    the data by `m2ir_lib.experiments.schedule`.
+    the data by `m2ir_lib.workbook.experiments.schedule`.
     """
 
     iters: int = 4450 * 150  # AdaIR: 150 epochs of ≈4,450 it at batch 32 (docs/readings.md §12)
@@ -175,7 +185,7 @@ class Profile:
     max_iters: int | None = None
     override: str = ""
     # Network overrides of the Restormer-style comparison network of Tables I–VI and XIII, on
-    # top of the all-off switches (experiments.BASELINE). The paper pairs Restormer (26.1M)
+    # top of the all-off switches (`BASELINE`). The paper pairs Restormer (26.1M)
     # with M²IR (39.1M), a ratio of 0.67; at mini the all-off network alone is 0.49 of M²IR,
     # because the ADECs weigh more at small width, so mini deepens its latent stage to match.
     # Table VII's all-off row keeps M²IR's backbone: it is an ablation, not the opponent.

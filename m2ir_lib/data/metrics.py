@@ -26,6 +26,8 @@ from typing import Literal
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+import torch
+import warnings
 
 Protocol = Literal["peer", "weatherbench"]
 PROTOCOLS = ("peer", "weatherbench")
@@ -120,7 +122,6 @@ def psnr_ssim(
 
 def alexnet_weights_path() -> Path:
     """Local file of the AlexNet trunk: ``$TORCH_HOME/hub/checkpoints/`` (never fetched)."""
-    import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
 
@@ -158,10 +159,8 @@ class LPIPSMetric:
         path = Path(weights_path) if weights_path else alexnet_weights_path()
         if not path.is_file() or (verify_hash and not _sha256_prefix_ok(path)):
             return None
-        import warnings
-
+        # heavy optional dependencies (lpips, torchvision): only for WeatherBench's LPIPS
         import lpips
-        import torch
         import torchvision
 
         with warnings.catch_warnings():
@@ -177,7 +176,6 @@ class LPIPSMetric:
 
     def __call__(self, restored: np.ndarray, target: np.ndarray) -> float:
         """LPIPS distance of two (H, W, 3) arrays in [0, 1] (full image, RGB)."""
-        import torch
 
         _check_pair(restored, target)
         dev = next(self.net.parameters()).device
@@ -224,8 +222,7 @@ def fid_inception(weights: str | os.PathLike, device: str = "cpu"):
 @functools.lru_cache(maxsize=2)
 def _fid_network(path: str, mtime_ns: int, device: str):
     """One network per weights file and device (one per table, not one per task)."""
-    import torch
-    from pytorch_fid import inception as fid_net
+    from pytorch_fid import inception as fid_net  # heavy optional dependency: FID only
 
     state = torch.load(path, map_location="cpu", weights_only=True)
     fetch = fid_net.load_state_dict_from_url
@@ -259,8 +256,7 @@ def fid(
     """
     if not inception_weights:
         return NA_WEIGHTS
-    import torch
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    from pytorch_fid.fid_score import calculate_frechet_distance  # heavy optional dependency
 
     net = fid_inception(inception_weights, device)
     if len(restored) < 2 or len(target) < 2:

@@ -4,8 +4,8 @@ Each ADEC returns α⊙X̃ + β⊙X̂ (eq. 3–7 give X̃; the α/β residual is
 para1/para2). A small |α| means the expert branch barely reaches the decoder, whatever the
 routing does, so a table that credits ADEC should show both numbers:
 
-    gates = adec.adec_gates(ckpt)                          # |α|, β per ADEC
-    share = adec.branch_share(ckpt, images)                # ‖α⊙X̃‖ / ‖β⊙X̂‖ per ADEC
+    gates = probes.adec_gates(ckpt)                        # |α|, β per ADEC
+    share = probes.branch_share(ckpt, images)              # ‖α⊙X̃‖ / ‖β⊙X̂‖ per ADEC
     per_image, summary = adec.adec_ablation(ckpt, data)    # PSNR with the branch on and off
     rows = adec.table_summary("I", runs, ckpts, profile=p)  # Tables I–V: per run, cached
     adec.adec_text(rows)                                     # the notebook's verdict prose
@@ -16,129 +16,18 @@ trained); nothing is retrained, so the difference is what the trained branch con
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
+from IPython.display import Markdown
 
-POSITIONS = ("latent", "dec3", "dec2")  # where the three ADECs sit (Fig. 2, AdaIR's places)
-
-
-def _model(model_or_ckpt, device="cpu"):
-    if isinstance(model_or_ckpt, (str, os.PathLike)):
-        from m2ir_lib.checkpoint import load_checkpoint
-
-        return load_checkpoint(Path(model_or_ckpt), device=device)[0]
-    return model_or_ckpt
-
-
-def adec_gates(model_or_ckpt) -> pd.DataFrame:
-    """One row per ADEC: position, channels, mean and max |α|, mean β and mean |β − 1|.
-
-    Args:
-        model_or_ckpt: an `M2IR` or the path of a checkpoint written by training.
-
-    Returns:
-        Columns adec, position, channels, alpha_abs_mean, alpha_abs_max, beta_mean,
-        beta_dev; no rows for a network without ADEC (Table VII's first rows, the baseline).
-    """
-    model = _model(model_or_ckpt)
-    rows = []
-    for i, m in enumerate(getattr(model, "adecs", [])):
-        a, b = m.alpha.detach().float().flatten(), m.beta.detach().float().flatten()
-        rows.append(
-            {
-                "adec": i,
-                "position": POSITIONS[i] if i < len(POSITIONS) else str(i),
-                "channels": a.numel(),
-                "alpha_abs_mean": a.abs().mean().item(),
-                "alpha_abs_max": a.abs().max().item(),
-                "beta_mean": b.mean().item(),
-                "beta_dev": (b - 1).abs().mean().item(),
-            }
-        )
-    cols = ["adec", "position", "channels", "alpha_abs_mean", "alpha_abs_max", "beta_mean"]
-    return pd.DataFrame(rows, columns=[*cols, "beta_dev"])
-
-
-def branch_share(model_or_ckpt, images) -> pd.DataFrame:
-    """How large the expert branch is beside the features it is added to: per ADEC, the
-    mean over images of ‖α⊙X̃‖ / ‖β⊙X̂‖. |α| alone can mislead, since X̃'s scale is learnt
-    too (a mini model trained from α = 1 kept |α| ≈ 0.98 with a share of only 5–8 %).
-
-    Args:
-        model_or_ckpt: an `M2IR` or the path of a checkpoint.
-        images: iterable of (3, H, W) or (1, 3, H, W) tensors in [0, 1], e.g. the "degraded"
-            entries of an `EvalDataset`.
-
-    Returns:
-        Columns adec, position, share (NaN rows never happen: no images raises).
-    """
-    model = _model(model_or_ckpt).eval()
-    if not getattr(model, "adecs", None):
-        raise ValueError("this network has no ADEC (baseline or Table VII all-off row)")
-    shares = [[] for _ in model.adecs]
-
-    def hook(i):
-        def record(mod, inp, out):
-            kept = mod.beta * inp[0]
-            shares[i].append(((out[0] - kept).norm() / kept.norm().clamp_min(1e-12)).item())
-
-        return record
-
-    handles = [m.register_forward_hook(hook(i)) for i, m in enumerate(model.adecs)]
-    try:
-        with torch.no_grad():
-            for img in images:
-                model(img if img.ndim == 4 else img[None])
-    finally:
-        for h in handles:
-            h.remove()
-    if not shares[0]:
-        raise ValueError("no images given")
-    return pd.DataFrame(
-        {
-            "adec": range(len(shares)),
-            "position": [
-                POSITIONS[i] if i < len(POSITIONS) else str(i) for i in range(len(shares))
-            ],
-            "share": [sum(v) / len(v) for v in shares],
-        }
-    )
-
-
-def switch_off(model):
-    """Set every ADEC's α to 0 for good (a freshly loaded copy scored without the branch);
-    returns the model. `adec_off` does the same for a block and restores α after it.
-
-    Raises:
-        ValueError: the network has no ADEC.
-    """
-    if not getattr(model, "adecs", None):
-        raise ValueError("this network has no ADEC (baseline or Table VII all-off row)")
-    with torch.no_grad():
-        for m in model.adecs:
-            m.alpha.zero_()
-    return model
-
-
-@contextlib.contextmanager
-def adec_off(model):
-    """Within the block every ADEC's α is 0 (its expert branch is switched off); the
-    trained values come back afterwards, even on error."""
-    saved = [m.alpha.detach().clone() for m in model.adecs]
-    try:
-        with torch.no_grad():
-            for m in model.adecs:
-                m.alpha.zero_()
-        yield model
-    finally:
-        with torch.no_grad():
-            for m, a in zip(model.adecs, saved, strict=True):
-                m.alpha.copy_(a)
+from m2ir_lib.core.config import M2IRConfig, Profile
+from m2ir_lib.engine.evaluate import evaluate
+from m2ir_lib.engine.probes import adec_gates, adec_off, as_model
+from m2ir_lib.engine.runs import load_checkpoint
+from m2ir_lib.workbook import results, scoring, stats, tables, verdicts
+from m2ir_lib.workbook.settings import SETTINGS
 
 
 def adec_ablation(
@@ -156,7 +45,7 @@ def adec_ablation(
 
     Args:
         model_or_ckpt: an `M2IR` with ADECs or the path of a checkpoint.
-        data: an `experiments.Data` (its setting fixes tasks and protocol) or a manifest path.
+        data: an `settings.Data` (its setting fixes tasks and protocol) or a manifest path.
         protocol: metrics protocol; default the setting's (or "peer" for a manifest path).
         data_root, tasks, sigmas, max_images, device: as for `evaluate.evaluate`
             (taken from `data` when it is a `Data` and they are not given).
@@ -170,15 +59,12 @@ def adec_ablation(
     Raises:
         ValueError: the network has no ADEC (nothing to switch off).
     """
-    from m2ir_lib.evaluate import evaluate
 
-    model = _model(model_or_ckpt, device)
+    model = as_model(model_or_ckpt, device)
     if not getattr(model, "adecs", None):
         raise ValueError("this network has no ADEC (baseline or Table VII all-off row)")
     manifest = data
-    if hasattr(data, "manifest"):  # experiments.Data
-        from m2ir_lib.experiments import SETTINGS
-
+    if hasattr(data, "manifest"):  # settings.Data
         if not data.available:
             raise ValueError(f"data of setting {data.setting!r} unavailable: {data.reason}")
         s = SETTINGS[data.setting]
@@ -203,7 +89,7 @@ def adec_ablation(
 
 # ---------------------------------------------------------------------------- Tables I–V
 
-# One CSV beside each comparison table (`results.write_adec`, `<stem>_adec.csv`): per M²IR run
+# One CSV beside each comparison table (`adec.write_adec`, `<stem>_adec.csv`): per M²IR run
 # (each seed), the gates per ADEC position and the PSNR change per column with ADEC off.
 ADEC_COLUMNS = [
     "table",
@@ -227,7 +113,7 @@ CHANGE = "psnr_change_off"  # PSNR with the branch off − PSNR as trained, dB, 
 ALL = "all"  # the position of a change row: every ADEC is switched off together
 
 
-def table_summary(table: str, runs, ckpts: dict, *, profile: str, data=None) -> pd.DataFrame:
+def table_summary(table: str, runs, ckpts: dict, *, profile: Profile, data=None) -> pd.DataFrame:
     """What ADEC does in a comparison table's M²IR runs: gates and the PSNR change when off.
 
     For every trained run whose network has ADECs (not the Restormer-style row, not the
@@ -236,24 +122,21 @@ def table_summary(table: str, runs, ckpts: dict, *, profile: str, data=None) -> 
     paper has one and the run covers several columns) with the mean over test images of
     PSNR(off) − PSNR(on), its paired 95 % bootstrap interval
     (`stats.paired_difference_of_means`, same images on both sides) and the two means.
-    "On" is `tables.evaluate_run`'s cached evaluation (the table's own numbers); "off" is one
+    "On" is `scoring.evaluate_run`'s cached evaluation (the table's own numbers); "off" is one
     more pass with α = 0, cached beside it.
 
     Args:
         table: Roman number ("I" … "V").
         runs, ckpts: the table's planned runs and `experiments.train_runs`' result.
-        profile: run profile name.
-        data: the evaluation data (default: each run's own), as for `tables.score_rows`.
+        profile: the run profile.
+        data: the evaluation data (default: each run's own), as for `scoring.score_rows`.
 
     Returns:
         Columns `ADEC_COLUMNS`; no rows when no M²IR run was trained (no data).
     """
-    from m2ir_lib import results, stats, tables
-    from m2ir_lib.config import M2IRConfig
-    from m2ir_lib.runs import load_checkpoint
 
     order = list(dict.fromkeys(results.paper_table(table)["task"]))  # the paper's columns
-    tables.evaluate_in_parallel(
+    scoring.evaluate_in_parallel(
         [(ckpts[r.label], data or r.data, r.daclip_checkpoint, off)
          for r in runs if r.label in ckpts and isinstance(r.model, M2IRConfig) and r.model.has_adec
          for off in (False, True)],
@@ -267,15 +150,15 @@ def table_summary(table: str, runs, ckpts: dict, *, profile: str, data=None) -> 
             continue
         ckpt, method = ckpts[r.label], tables.method_of(r.label)
         base = dict(table=table, method=method, run=ckpt.parent.name, seed=r.seed,
-                    profile=profile, data=test.label)  # fmt: skip
+                    profile=profile.name, data=test.label)  # fmt: skip
         gates = adec_gates(load_checkpoint(ckpt, r.daclip_checkpoint or None)[0])
         for g in gates.itertuples():
             rows += [{**base, "quantity": q, "position": g.position, "task": "",
                       "value": getattr(g, q)} for q in GATES]  # fmt: skip
         side = {}
         for off in (False, True):
-            img, _ = tables.evaluate_run(ckpt, test, profile, r.daclip_checkpoint, adec_off=off)
-            long = tables.per_image_rows(table, method, base["run"], r.seed, img)
+            img, _ = scoring.evaluate_run(ckpt, test, profile, r.daclip_checkpoint, adec_off=off)
+            long = scoring.per_image_rows(table, method, base["run"], r.seed, img)
             long = long[long["metric"] == "PSNR"].assign(sigma=lambda d: d["sigma"].astype(str))
             side[off] = long.set_index(["task", "dataset", "sigma", "image"])["value"]
         tasks = [t for t in order if t in set(side[False].index.get_level_values("task"))]
@@ -308,13 +191,12 @@ def negligible(row) -> bool:
 def change_verdict(row) -> str:
     """The claim that ADEC matters (switching its branch off lowers PSNR) against one change
     row of `table_summary`: contradicted when the change is `negligible`, else
-    `report.verdict` on off − on, which the claim expects below zero."""
-    from m2ir_lib import report, stats
+    `verdicts.verdict` on off − on, which the claim expects below zero."""
 
     if negligible(row):
-        return report.CONTRADICTS
+        return verdicts.CONTRADICTS
     ci = stats.Interval(row["value"], row["ci_low"], row["ci_high"], int(row["n"]))
-    return report.verdict(-1, ci)
+    return verdicts.verdict(-1, ci)
 
 
 def _db(x: float) -> str:
@@ -329,9 +211,6 @@ def adec_text(summary: pd.DataFrame):
     mean |α| per position (each seed), then per column (and seed) "switching ADEC off
     changes PSNR by X dB [lo, hi] on T" with the verdict on the claim that ADEC matters
     (`change_verdict`), and the count of verdicts. Returns IPython Markdown."""
-    from IPython.display import Markdown
-
-    from m2ir_lib import report
 
     if summary.empty:
         return Markdown(
@@ -349,11 +228,11 @@ def adec_text(summary: pd.DataFrame):
         ]
         who = f" (seeds {' / '.join(map(str, seeds))})" if several else ""
         lines.append(f"**{method}**: mean |α| per ADEC{who}: {', '.join(per_pos)}.")
-        verdicts, bullets = [], []
+        called, bullets = [], []
         for _, r in d[d["quantity"] == CHANGE].iterrows():
             v = change_verdict(r)
-            if r["task"] != report.AVERAGE:
-                verdicts.append(v)
+            if r["task"] != results.AVERAGE:
+                called.append(v)
             seed = f"n={int(r['n'])}, seed {r['seed']}" if several else f"n={int(r['n'])}"
             ci = (f"[{_db(r['ci_low'])}, {_db(r['ci_high'])}]" if np.isfinite(r["ci_low"])
                   else "(no interval)")  # fmt: skip
@@ -366,6 +245,19 @@ def adec_text(summary: pd.DataFrame):
         lines.append("\n".join(bullets))
         lines.append(
             f"**Claim: ADEC matters** (switching its expert branch off lowers PSNR). This run, "
-            f"per column{' and seed' if several else ''}, {report._count(verdicts)}."
+            f"per column{' and seed' if several else ''}, {verdicts._count(called)}."
         )
     return Markdown("\n\n".join(lines))
+
+
+def write_adec(
+    summary: pd.DataFrame, profile: Profile | str, table: str, root: str | Path | None = None
+):
+    """Write a table's ADEC report (`adec.table_summary`) to `results/<profile>/<stem>_adec.csv`
+    (atomic); an empty one (no M²IR run trained) is written with its header only."""
+    missing = [c for c in ADEC_COLUMNS if c not in summary.columns]
+    if missing:
+        raise ValueError(f"ADEC rows lack columns {missing}; expected {ADEC_COLUMNS}")
+    return results.write_frame(
+        summary[ADEC_COLUMNS], profile, f"{results.spec(table).stem}_adec", root
+    )

@@ -3,7 +3,7 @@
 Restormer (Zamir et al., CVPR'22), PromptIR (Potlapalli et al., NeurIPS'23, `decoder=True`)
 and AdaIR (Cui et al., ICLR'25, `decoder=True`) share one 4-level U-Net of MDTA + GDFN
 Transformer blocks (dim 48, blocks 4-6-6-8, 4 refinement blocks, heads 1-2-4-8, GDFN γ 2.66);
-its layers are M²IR's (`m2ir_lib.model`). PromptIR adds a prompt block, AdaIR an adaptive
+its layers are M²IR's (`m2ir_lib.core.model`). PromptIR adds a prompt block, AdaIR an adaptive
 frequency learning block (AFLB), after the latent stage and after decoder levels 3 and 2 (the
 positions M²IR's ADECs take). Written from the papers and from reading the authors' public
 code (swz30/Restormer, va1shn9v/PromptIR, c-yn/AdaIR), none of it copied.
@@ -13,18 +13,14 @@ Complexity (Table XIII convention, `m2ir_lib.efficiency`, 480×720): Restormer 2
 Table XIII prints 34.1M / 745G for PromptIR, which no configuration of the official code gives
 (745G is a plain Restormer's count).
 
-The authors' released weights load strictly through `load_released`: their state-dict names
-(BasicSR `params`, Lightning `state_dict` with a `net.` prefix) are mapped onto ours by
-`convert_released`. PromptIR and AdaIR register layers their forward never calls (six 1×1 convs
-in PromptIR, `conv` and `score_gen` in each AFLB); at the paper size we keep them under
-`unused` so released files load key for key and the parameter counts are the authors'.
+The authors' released weights load strictly (`m2ir_lib.core.released`). PromptIR and AdaIR
+register layers their forward never calls (six 1×1 convs in PromptIR, `conv` and `score_gen`
+in each AFLB); at the paper size we keep them under `unused` so released files load key for
+key and the parameter counts are the authors'.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m2ir_lib.config import MODEL_PRESETS
-from m2ir_lib.model import (
+from m2ir_lib.core.config import MODEL_PRESETS
+from m2ir_lib.core.model import (
     ChannelAttention,
     Downsample,
     TransformerBlock,
@@ -50,7 +46,7 @@ RIVAL_LABELS = {"restormer": "Restormer", "promptir": "PromptIR", "adair": "AdaI
 class RivalConfig:
     """One rival network. Defaults are the authors' released configuration (paper size).
 
-    Runs are keyed by this config as M²IR runs are by `M2IRConfig` (`m2ir_lib.runs`); the
+    Runs are keyed by this config as M²IR runs are by `M2IRConfig` (`m2ir_lib.engine.runs`); the
     `arch` field tells the two apart in a checkpoint's metadata.
     """
 
@@ -391,189 +387,3 @@ def build_rival(name: str | RivalConfig, size: str = "paper") -> Restormer:
     """A rival with fresh weights: `build_rival("adair", "mini")` or `build_rival(cfg)`."""
     cfg = name if isinstance(name, RivalConfig) else rival_config(name, size)
     return ARCHS[cfg.arch](cfg)
-
-
-# ------------------------------------------------------------------ the authors' released weights
-# Where each released file keeps its weights: BasicSR's `params` (Restormer), Lightning's
-# `state_dict` with the LightningModule's `net.` prefix (PromptIR, AdaIR); `module.` (DataParallel).
-CONTAINERS = ("state_dict", "params", "params_ema")
-PREFIXES = ("net.", "module.")
-
-# The authors' names -> ours, applied in order to each key (after the prefix is removed).
-_RENAMES = [
-    # Restormer backbone
-    (r"^patch_embed\.proj\.", "patch_embed."),
-    (r"^encoder_level(\d)\.", r"encoder\1."),
-    (r"^decoder_level(\d)\.", r"decoder\1."),
-    (r"^down(\d)_\d\.body\.", r"down\1."),
-    (r"^up(\d)_\d\.body\.", lambda m: f"up{int(m[1]) - 1}."),  # up4_3 feeds decoder 3
-    (r"^reduce_chan_level(\d)\.", r"reduce\1."),
-    # PromptIR: promptN / noise_levelN / reduce_noise_levelN form the prompt block after
-    # the latent (N = 3), decoder 3 (N = 2) and decoder 2 (N = 1)
-    (r"^prompt(\d)\.prompt_param$", lambda m: f"prompts.{3 - int(m[1])}.pgm.components"),
-    (r"^prompt(\d)\.linear_layer\.", lambda m: f"prompts.{3 - int(m[1])}.pgm.linear."),
-    (r"^prompt(\d)\.conv3x3\.", lambda m: f"prompts.{3 - int(m[1])}.pgm.conv."),
-    (r"^noise_level(\d)\.", lambda m: f"prompts.{3 - int(m[1])}.pim.block."),
-    (r"^reduce_noise_level(\d)\.", lambda m: f"prompts.{3 - int(m[1])}.pim.reduce."),
-    (r"^(chnl_reduce\d|reduce_noise_channel_\d)\.", r"unused.\1."),
-    # AdaIR: freN is the AFLB after the latent (1), decoder 3 (2), decoder 2 (3)
-    (r"^fre(\d)\.", lambda m: f"aflbs.{int(m[1]) - 1}."),
-    (r"^(aflbs\.\d\.)conv1\.", r"\1fmim.embed."),
-    (r"^(aflbs\.\d\.)rate_conv\.", r"\1fmim.ratio."),
-    (r"^(aflbs\.\d\.)channel_cross_l\.", r"\1fmim.ca_high."),  # the authors' `_l` gets `high`
-    (r"^(aflbs\.\d\.)channel_cross_h\.", r"\1fmim.ca_low."),
-    (r"^(aflbs\.\d\.)frequency_refine\.SpatialGate\.spatial\.", r"\1fmom.spatial_gate.conv."),
-    (r"^(aflbs\.\d\.)frequency_refine\.ChannelGate\.", r"\1fmom.channel_gate."),
-    (r"^(aflbs\.\d\.)frequency_refine\.proj\.", r"\1fmom.proj."),
-    (r"^(aflbs\.\d\.)channel_cross_agg\.", r"\1ca."),
-    (r"^(aflbs\.\d\.)para1$", r"\1alpha"),
-    (r"^(aflbs\.\d\.)para2$", r"\1beta"),
-    (r"^(aflbs\.\d\.)(conv|score_gen)\.", r"\1unused.\2."),
-    # inside every Transformer block
-    (r"\.norm(\d)\.body\.", r".norm\1."),
-]
-_QKV = re.compile(r"^(.*\.attn\.)qkv(_dwconv)?\.(weight|bias)$")
-
-
-def unwrap_released(obj) -> dict:
-    """The bare state dict of a released file: container key and prefixes removed."""
-    for key in CONTAINERS:
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise ValueError(
-            f"not a state dict: expected tensors, under one of {CONTAINERS} or at the top level"
-        )
-    changed = True
-    while changed:
-        changed = False
-        for prefix in PREFIXES:
-            if obj and all(k.startswith(prefix) for k in obj):
-                obj, changed = {k[len(prefix) :]: v for k, v in obj.items()}, True
-    return obj
-
-
-def convert_released(state: dict) -> dict:
-    """The authors' state dict (any of `unwrap_released`'s forms) with our names and layout.
-
-    Besides renaming, MDTA's fused `qkv` 1×1 conv and its depthwise conv are split into our
-    `q` (first C channels) and `kv` (the other 2C), which computes the same; PromptIR's prompt
-    components lose their leading singleton axis.
-    """
-    out = {}
-    for key, value in unwrap_released(state).items():
-        for pattern, repl in _RENAMES:
-            key = re.sub(pattern, repl, key)
-        m = _QKV.match(key)
-        if m:
-            q, kv = value.split([value.shape[0] // 3, 2 * value.shape[0] // 3])
-            out[f"{m[1]}q{m[2] or ''}.{m[3]}"], out[f"{m[1]}kv{m[2] or ''}.{m[3]}"] = q, kv
-        elif key.endswith("pgm.components"):
-            out[key] = value.squeeze(0)  # (1, N, D, s, s) -> (N, D, s, s)
-        else:
-            out[key] = value
-    return out
-
-
-def released_config(name: str, state: dict) -> RivalConfig:
-    """The paper-size config a released file needs: its LayerNorm kind read from its keys."""
-    state = unwrap_released(state)
-    embed = state.get("patch_embed.proj.weight")
-    if embed is not None and embed.shape[1] != 3:  # Restormer's gray / dual-pixel models
-        raise ValueError(
-            f"this file's network takes {embed.shape[1]}-channel input; only the RGB "
-            "models (3 channels) are supported"
-        )
-    biasfree = not any(k.endswith(".norm1.body.bias") for k in state)
-    return dataclasses.replace(
-        rival_config(name), layer_norm="biasfree" if biasfree else "withbias"
-    )
-
-
-def read_released(path: str | os.PathLike, trusted: bool = False) -> dict:
-    """torch.load a released file on CPU, tensors only unless `trusted`."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no released checkpoint at {path}") from None
-    except Exception as err:  # pickle.UnpicklingError and friends
-        if trusted:
-            raise
-        raise ValueError(
-            f"{path} holds pickled objects besides tensors, refused by torch.load(weights_only="
-            f"True): {err}. If you trust its source, pass trusted=True."
-        ) from err
-
-
-def load_released(
-    name: str, path: str | os.PathLike | dict, device="cpu", trusted: bool = False
-) -> Restormer:
-    """The rival `name` with the authors' released weights, loaded strictly, in eval mode.
-
-    Args:
-        name: 'restormer', 'promptir' or 'adair'.
-        path: the downloaded file (Restormer's `*.pth`, PromptIR's / AdaIR's Lightning
-            `*.ckpt`), or its already loaded contents.
-        device: where to put the model.
-        trusted: allow a file that pickles more than tensors (full unpickling).
-
-    Raises:
-        ValueError: the file is not a state dict of this network (names the keys that differ).
-    """
-    raw = path if isinstance(path, dict) else read_released(path, trusted)
-    state = unwrap_released(raw)
-    model = build_rival(released_config(name, state))
-    ours = convert_released(state)
-    want = model.state_dict()
-    missing, unexpected = sorted(set(want) - set(ours)), sorted(set(ours) - set(want))
-    wrong = [k for k in set(want) & set(ours) if want[k].shape != ours[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"the file does not fit {RIVAL_LABELS[name]}: missing {missing[:4]}, unexpected "
-            f"{unexpected[:4]}, shape differs {sorted(wrong)[:4]} (of {len(missing)}, "
-            f"{len(unexpected)}, {len(wrong)}); is it another network's file?"
-        )
-    model.load_state_dict(ours, strict=True)
-    return model.to(device).eval()
-
-
-# ------------------------------------------------------------------ training runs beside M²IR
-TRAINING_NOTE = "trained here with M²IR's profile, schedule, loss and seed"
-
-
-def plan_rival(
-    name: str,
-    profile: str,
-    data,
-    *,
-    label: str | None = None,
-    train: dict | None = None,
-    ablation: bool = False,
-    seed: int = 0,
-):
-    """An `experiments.Run` training rival `name` exactly as M²IR's run of the same profile,
-    data and seed (same schedule, batch, crops, loss, tasks, data repeats), at the profile's
-    size. Train it with `experiments.train_runs` like any run; it is cached under its own key.
-
-    Args:
-        name: 'restormer', 'promptir' or 'adair'.
-        profile: run profile name (its network preset sizes the rival).
-        data: located data (`experiments.locate`).
-        label: the row label (default the paper's method name, e.g. "AdaIR").
-        train: TrainConfig overrides, e.g. {"charbonnier": False, "use_fft": False} for the
-            authors' plain L1 (default: M²IR's loss, one recipe for all).
-        ablation, seed: as `experiments.plan`.
-    """
-    from m2ir_lib.config import get_profile
-    from m2ir_lib.experiments import plan
-
-    model = get_profile(profile).model
-    preset = next((k for k, v in MODEL_PRESETS.items() if v == model), None)
-    if preset is None:
-        raise ValueError(f"profile {profile!r} uses no MODEL_PRESETS network: no rival size")
-    label = label or RIVAL_LABELS.get(name, name)
-    # trained from scratch: the authors' never-called layers would only be dead weight
-    cfg = dataclasses.replace(rival_config(name, preset), unused_layers=False)
-    base = plan(label, profile, data, train=train, ablation=ablation, seed=seed)
-    return dataclasses.replace(base, model=cfg, daclip_checkpoint="", note=TRAINING_NOTE)

@@ -12,22 +12,24 @@ A table that could not be reproduced carries a status row (`metric == "status"`,
 the reason in `note`) instead of silently missing rows. Averages are computed here, never typed.
 
 Beside each table, `<stem>_per_image.csv` holds every reproduced number per test image
-(`m2ir_lib.stats.PER_IMAGE_COLUMNS`, long form). It joins the table on (table, method, task,
-metric) with the per-image `seed` one of the cell's comma-separated `seed` list; `run` is the
+(`stats.PER_IMAGE_COLUMNS`, long form). It joins the table on (table, method, task, metric)
+with the per-image `seed` one of the cell's comma-separated `seed` list; `run` is the
 training run's cache key.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from m2ir_lib.config import get_profile
+from m2ir_lib.core.config import Profile
+from m2ir_lib.data.files import REPO_ROOT, atomic_path, git_commit
+from m2ir_lib.workbook import stats
+from m2ir_lib.workbook.stats import PER_IMAGE_COLUMNS
 
 COLUMNS = [
     "table",
@@ -91,7 +93,7 @@ TABLES: dict[str, TableSpec] = {
 
 def repo_root() -> Path:
     """The workbook's root folder (the parent of `m2ir_lib/`), wherever the caller runs."""
-    return Path(__file__).resolve().parents[1]
+    return REPO_ROOT
 
 
 # The paper's transcribed numbers live in `results/reported/`; no run may write there.
@@ -103,13 +105,20 @@ def reported_dir(root: str | Path | None = None) -> Path:
     return Path(root or repo_root()) / "results" / REPORTED
 
 
-def results_dir(profile: str, root: str | Path | None = None) -> Path:
+def profile_name(profile: Profile | str) -> str:
+    """The name a profile's outputs are filed and labelled under. Paths and provenance need
+    nothing else, so they take the resolved `Profile` or, from a test or a reader, its name."""
+    return profile.name if isinstance(profile, Profile) else profile
+
+
+def results_dir(profile: Profile | str, root: str | Path | None = None) -> Path:
     """`results/<profile>/` under the repository root, or under `$M2IR_RESULTS` when set
     (tests use it to keep their outputs apart); not created.
 
     Raises:
         ValueError: `profile` would name the transcription folder, or is not a plain name.
     """
+    profile = profile_name(profile)
     if not profile or profile != Path(profile).name or profile in (".", ".."):
         raise ValueError(f"profile {profile!r} is not a plain folder name")
     if profile == REPORTED:
@@ -127,30 +136,6 @@ def spec(table: str) -> TableSpec:
         return TABLES[table]
     except KeyError:
         raise ValueError(f"unknown table {table!r}; known: {list(TABLES)}") from None
-
-
-def git_commit(root: str | Path | None = None) -> str:
-    """Short commit of the working tree, marked `+dirty` when files differ from it."""
-    cwd = Path(root or repo_root())
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "no git commit"
-    return sha + ("+dirty" if dirty else "")
 
 
 # ---------------------------------------------------------------------------- building rows
@@ -195,7 +180,7 @@ def rows(
     method: str,
     values: dict[tuple[str, str], float],
     *,
-    profile: str,
+    profile: Profile | str,
     seed: int | str,
     data: str,
     device: str = "cpu",
@@ -213,10 +198,10 @@ def rows(
             may list several, "0,1,2", when a cell is a mean over training seeds).
         commit: git commit; looked up when None.
         uncertainty: per (task, metric), any of `UNCERTAINTY` (n, ci_low, ci_high, n_seeds,
-            seed_sd; `m2ir_lib.stats.cell_stats` computes them); missing ones stay empty.
+            seed_sd; `m2ir_lib.workbook.stats.cell_stats` computes them); missing ones stay empty.
     """
     spec(table)
-    commit = git_commit() if commit is None else commit
+    commit = git_commit(short=True) if commit is None else commit
     uncertainty = uncertainty or {}
     return pd.DataFrame(
         [
@@ -232,7 +217,7 @@ def rows(
                     for c in UNCERTAINTY
                 },
                 at_or_below_floor="",
-                profile=profile,
+                profile=profile_name(profile),
                 commit=commit,
                 seed=str(seed),
                 device=device,
@@ -250,7 +235,7 @@ def status_row(
     method: str,
     reason: str,
     *,
-    profile: str,
+    profile: Profile | str,
     seed: int = 0,
     data: str = "",
     task: str = "—",
@@ -271,8 +256,8 @@ def status_row(
                 value=float("nan"),
                 **{c: float("nan") for c in UNCERTAINTY},
                 at_or_below_floor="",
-                profile=profile,
-                commit=git_commit() if commit is None else commit,
+                profile=profile_name(profile),
+                commit=git_commit(short=True) if commit is None else commit,
                 seed=str(seed),
                 device="",
                 data=data,
@@ -295,9 +280,8 @@ def with_average(
 
     With `per_image` (the table's per-image rows), a reproduced Average gets its image count,
     a 95 % interval (stratified bootstrap: images resampled within each column, the mean of
-    column means recomputed; `m2ir_lib.stats.average_stats`) and its seed spread.
+    column means recomputed; `m2ir_lib.workbook.stats.average_stats`) and its seed spread.
     """
-    from m2ir_lib import stats
 
     out = [df[~((df["source"] == "reproduced") & (df["task"] == AVERAGE))]]
     ours = df[(df["source"] == "reproduced") & (df["metric"] != STATUS) & (df["task"] != AVERAGE)]
@@ -360,13 +344,14 @@ def with_floor(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_results(
-    df: pd.DataFrame, profile: str, table: str, root: str | Path | None = None
+    df: pd.DataFrame, profile: Profile, table: str, root: str | Path | None = None
 ) -> Path:
     """Write one table atomically to `results/<profile>/<stem>.csv` and return the path.
 
     Args:
         df: long-format rows (paper and reproduced), columns `COLUMNS`.
-        profile: the profile that produced the reproduced rows.
+        profile: the profile that produced the reproduced rows (its rehearsal note, if any,
+            is added to every reproduced row).
         table: Roman number; fixes the file name.
         root: repository root; defaults to the one holding this package.
     """
@@ -378,11 +363,11 @@ def write_results(
     ours = df[df["source"] == "reproduced"]
     if ours.empty:
         raise ValueError(f"table {table}: no reproduced row and no status row; add one")
-    if (ours["profile"] != profile).any():
+    if (ours["profile"] != profile.name).any():
         raise ValueError(
-            f"reproduced rows carry profiles {sorted(set(ours['profile']))}, not {profile!r}"
+            f"reproduced rows carry profiles {sorted(set(ours['profile']))}, not {profile.name!r}"
         )
-    override = get_profile(profile).override  # a rehearsal says so beside every number
+    override = profile.override  # a rehearsal says so beside every number
     if override:
         df = df.copy()
         mine = (df["source"] == "reproduced") & ~df["note"].astype(str).str.contains(override)
@@ -392,15 +377,14 @@ def write_results(
 
 
 def write_per_image(
-    per_image: pd.DataFrame, profile: str, table: str, root: str | Path | None = None
+    per_image: pd.DataFrame, profile: Profile | str, table: str, root: str | Path | None = None
 ) -> Path:
     """Write a table's per-image metrics to `results/<profile>/<stem>_per_image.csv` (atomic).
 
     Args:
-        per_image: long rows with the columns of `m2ir_lib.stats.PER_IMAGE_COLUMNS`.
+        per_image: long rows with the columns of `m2ir_lib.workbook.stats.PER_IMAGE_COLUMNS`.
         profile, table, root: as for `write_results`.
     """
-    from m2ir_lib.stats import PER_IMAGE_COLUMNS
 
     missing = [c for c in PER_IMAGE_COLUMNS if c not in per_image.columns]
     if missing:
@@ -408,48 +392,24 @@ def write_per_image(
     return write_frame(per_image[PER_IMAGE_COLUMNS], profile, f"{spec(table).stem}_per_image", root)
 
 
-def write_adec(summary: pd.DataFrame, profile: str, table: str, root: str | Path | None = None):
-    """Write a table's ADEC report (`adec.table_summary`) to `results/<profile>/<stem>_adec.csv`
-    (atomic); an empty one (no M²IR run trained) is written with its header only."""
-    from m2ir_lib.adec import ADEC_COLUMNS
-
-    missing = [c for c in ADEC_COLUMNS if c not in summary.columns]
-    if missing:
-        raise ValueError(f"ADEC rows lack columns {missing}; expected {ADEC_COLUMNS}")
-    return write_frame(summary[ADEC_COLUMNS], profile, f"{spec(table).stem}_adec", root)
-
-
-def read_per_image(profile: str, table: str, root: str | Path | None = None) -> pd.DataFrame:
+def read_per_image(
+    profile: Profile | str, table: str, root: str | Path | None = None
+) -> pd.DataFrame:
     """Read back `write_per_image`'s file; a clear error when the table was not evaluated."""
-    from m2ir_lib.stats import PER_IMAGE_COLUMNS
 
     path = results_dir(profile, root) / f"{spec(table).stem}_per_image.csv"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: it is written when Table {table} is scored "
-            "(tables.score_rows); run the table's notebook first"
+            "(scoring.score_rows); run the table's notebook first"
         )
     df = pd.read_csv(path, keep_default_na=False, na_values={"value": [""], "sigma": [""]})
     return df.astype({"seed": int, "image": str, "dataset": str})[PER_IMAGE_COLUMNS]
 
 
-def new_temp_file(path: str | Path) -> Path:
-    """A new, empty, uniquely named file beside ``path``, for writing then ``os.replace``.
-
-    Unlike `tempfile.mkstemp` (mode 0600), it is created as any file is (0666 less the umask,
-    usually 0644), so the result renamed from it is readable like every other file.
-    """
-    path, n = Path(path), 0
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{n}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return tmp
-        except FileExistsError:
-            n += 1
-
-
-def write_frame(df: pd.DataFrame, profile: str, name: str, root: str | Path | None = None) -> Path:
+def write_frame(
+    df: pd.DataFrame, profile: Profile | str, name: str, root: str | Path | None = None
+) -> Path:
     """Write any DataFrame atomically to `results/<profile>/<name>.csv` (tmp, then rename).
 
     Used for the tables and for the notebooks' other outputs (data summary, model shapes,
@@ -458,18 +418,12 @@ def write_frame(df: pd.DataFrame, profile: str, name: str, root: str | Path | No
     if not name or "/" in name or name.endswith(".csv"):
         raise ValueError(f"name {name!r} must be a bare file stem")
     out = results_dir(profile, root) / f"{name}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_temp_file(out)
-    try:
+    with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out
 
 
-def figure_path(profile: str, name: str, root: str | Path | None = None) -> Path:
+def figure_path(profile: Profile | str, name: str, root: str | Path | None = None) -> Path:
     """`results/<profile>/figures/<name>.png` (folder created)."""
     out = results_dir(profile, root) / "figures" / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -479,12 +433,14 @@ def figure_path(profile: str, name: str, root: str | Path | None = None) -> Path
 def save_figure(fig, path: str | Path | None, dpi: int = 110):
     """Save `fig` as every figure of the workbook is saved (110 dpi, tight); no-op for None."""
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        with atomic_path(path) as tmp:  # the format from the real name, not the temporary one
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:])
     return fig
 
 
-def read_results(profile: str, table: str, root: str | Path | None = None) -> pd.DataFrame:
+def read_results(
+    profile: Profile | str, table: str, root: str | Path | None = None
+) -> pd.DataFrame:
     """Read back a table written by `write_results`."""
     path = results_dir(profile, root) / f"{spec(table).stem}.csv"
     num = {c: [""] for c in ["value", *UNCERTAINTY]}

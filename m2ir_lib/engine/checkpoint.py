@@ -18,14 +18,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import functools
 import hashlib
 import json
 import os
 import pickle
 import random
 import socket
-import subprocess
 import sys
 import time
 import warnings
@@ -33,12 +31,15 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 
-from m2ir_lib.config import M2IRConfig
+from m2ir_lib.core.config import M2IRConfig
+from m2ir_lib.core.networks import build_model
+from m2ir_lib.core.rivals import RivalConfig
+from m2ir_lib.data.files import atomic_path, atomic_write_text, git_commit
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Fields that do not change the weights of the steps already taken: a run may be extended.
 FREE_TRAIN_FIELDS = ("iters", "ckpt_every", "log_every", "num_workers")
 
@@ -46,25 +47,6 @@ FREE_TRAIN_FIELDS = ("iters", "ckpt_every", "log_every", "num_workers")
 # ---------------------------------------------------------------------------------------------
 # Provenance
 # ---------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """HEAD commit, suffixed ``+dirty`` with uncommitted changes; ``unknown`` outside git."""
-
-    def git(*args):
-        return subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        )
-
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode != 0:
-            return "unknown"
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-        return head.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -93,8 +75,6 @@ def config_from_dict(cls, d: dict):
 def model_config_from_dict(d: dict):
     """The network config of a run's metadata: M2IRConfig, or RivalConfig (it has `arch`)."""
     if "arch" in d:
-        from m2ir_lib.rivals import RivalConfig
-
         return config_from_dict(RivalConfig, d)
     return config_from_dict(M2IRConfig, d)
 
@@ -128,30 +108,11 @@ def set_rng_state(state: dict) -> None:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then rename: never
-    a torn file, and no temporary file left behind when saving fails (e.g. a full disk)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file atomically (tmp, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """``torch.save`` through `atomic_path`: never a torn checkpoint, no temporary file left
+    behind when saving fails (e.g. a full disk)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def trainable_state_dict(model: torch.nn.Module) -> dict:
@@ -198,7 +159,6 @@ def load_checkpoint(
     Returns:
         ``(model, meta)`` with meta the provenance dict stored in the checkpoint.
     """
-    from m2ir_lib.model import build_model
 
     ckpt = read_checkpoint(path)
     meta = ckpt["meta"]
@@ -432,7 +392,6 @@ def read_log(path: str | os.PathLike):
     two writers (before run folders were locked) and a line torn by a kill; for a step logged
     twice the later row is kept.
     """
-    import pandas as pd
 
     df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
     whole = df["step"].str.fullmatch(r"\d+") & df.notna().all(axis=1) & (df != "").all(axis=1)

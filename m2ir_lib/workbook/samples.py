@@ -11,8 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from skimage.data import astronaut
 
-from m2ir_lib import experiments
+from m2ir_lib.core.config import Profile
+from m2ir_lib.data.datasets import EvalDataset, crop_to_multiple, to_tensor
+from m2ir_lib.data.metrics import psnr_ssim
+from m2ir_lib.engine.runs import load_checkpoint
+from m2ir_lib.workbook import experiments, settings
 
 # Fig. 7's rows, top to bottom as the paper's caption lists them: the seven composites of CDD11.
 FIG7_TYPES = ("low_haze", "low_rain", "low_snow", "haze_rain", "haze_snow", "low_haze_rain",
@@ -20,7 +25,7 @@ FIG7_TYPES = ("low_haze", "low_rain", "low_snow", "haze_rain", "haze_snow", "low
 
 
 def sample_items(
-    data: experiments.Data, per_task: int = 1, distinct: bool = False, tasks=None
+    data: settings.Data, per_task: int = 1, distinct: bool = False, tasks=None
 ) -> list[dict]:
     """The first `per_task` test items of every evaluated task (of `tasks` only, in that
     order, when given; [] when the data is missing); denoising contributes one noise level.
@@ -29,11 +34,10 @@ def sample_items(
     as the test set has one (`distinct_items`): a figure with one row per task then shows
     several scenes instead of the same one degraded in different ways.
     """
-    from m2ir_lib.data import EvalDataset
 
     if not data.available:
         return []
-    s = experiments.SETTINGS[data.setting]
+    s = settings.SETTINGS[data.setting]
     wanted = tasks or s.eval_tasks
     ds = EvalDataset(
         data.manifest,
@@ -75,10 +79,9 @@ def distinct_items(items: list[dict], per_task: int = 1) -> list[dict]:
     return out
 
 
-def load_trained(ckpts: dict, run: experiments.Run, profile: str):
+def load_trained(ckpts: dict, run: experiments.Run, profile: Profile):
     """The trained network of `run`, or, when it could not be trained (no data), the seeded
     untrained network with a printed warning, so figure notebooks still complete."""
-    from m2ir_lib.runs import load_checkpoint
 
     if run.label in ckpts:
         return load_checkpoint(ckpts[run.label], run.daclip_checkpoint or None)[0]
@@ -89,15 +92,12 @@ def load_trained(ckpts: dict, run: experiments.Run, profile: str):
     return experiments.fresh_model(profile, run.seed, run.daclip_checkpoint)
 
 
-def example_item(data: experiments.Data, task: str) -> dict:
+def example_item(data: settings.Data, task: str) -> dict:
     """The first test item of `task`, or a clean wheel photograph when the data is missing."""
     if data.available:
         for item in sample_items(data):
             if item["task"] == task:
                 return item
-    from skimage.data import astronaut
-
-    from m2ir_lib.data import crop_to_multiple, to_tensor
 
     img = crop_to_multiple(np.ascontiguousarray(astronaut()[::4, ::4]))  # (128, 128, 3)
     print(
@@ -122,7 +122,6 @@ def restorations(models: dict, items: list[dict]) -> tuple[list[dict], pd.DataFr
     """Every model's output on every item, with PSNR/SSIM (peer protocol): rows for
     `plot_comparison` (each with the input's own `input_psnr`) and a table (task, name,
     method, psnr, ssim), the degraded input first as method `INPUT`."""
-    from m2ir_lib.metrics import psnr_ssim
 
     rows, scores = [], []
     if not items:

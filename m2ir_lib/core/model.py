@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m2ir_lib.config import M2IRConfig
+from m2ir_lib.core.config import M2IRConfig
 
 DACLIP_MISSING = (
     "prior='daclip' needs DA-CLIP's daclip_ViT-B-32.pt (link in the Algolzw/daclip-uir README; "
@@ -416,26 +416,3 @@ class M2IR(nn.Module):
         dec1 = self.decoder1(torch.cat([self.up1(dec2), enc1], 1))  # (B, 2C, H, W)
         y = (self.output(self.refinement(dec1)) + inp)[:, :, :h, :w]  # global residual
         return (y, routings) if return_routing else y
-
-
-def build_model(cfg: M2IRConfig, daclip_checkpoint: str | None = None) -> M2IR:
-    """M²IR for `cfg`, loading the frozen DA-CLIP prior when cfg.prior == 'daclip'.
-
-    Args:
-        cfg: network configuration; a `rivals.RivalConfig` builds that rival instead, so
-            the training loop and the run cache serve the rivals too.
-        daclip_checkpoint: path to daclip_ViT-B-32.pt; required for prior='daclip'.
-    """
-    if not isinstance(cfg, M2IRConfig):
-        from m2ir_lib.rivals import RivalConfig, build_rival  # rivals imports this module
-
-        if not isinstance(cfg, RivalConfig):
-            raise TypeError(f"expected an M2IRConfig or RivalConfig, got {type(cfg).__name__}")
-        return build_rival(cfg)
-    if cfg.prior == "daclip" and cfg.special_experts:
-        if daclip_checkpoint is None:
-            raise ValueError(DACLIP_MISSING)
-        from m2ir_lib.daclip import load_daclip_prior  # heavy (open_clip): only when needed
-
-        return M2IR(cfg, prior_encoder=load_daclip_prior(daclip_checkpoint, prompts=cfg.prompts))
-    return M2IR(cfg)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from m2ir_lib.model import Routing
+from m2ir_lib.core.model import Routing
 
 
 def _check_pair(pred, target):

@@ -1,22 +1,19 @@
-"""The experiments of §IV as functions the notebooks call: data sets, runs, training.
+"""The runs of §IV as functions the notebooks call: plan a run, derive its schedule, train.
 
 A notebook reads like the paper's experiment and holds no model or metric code:
 
-    data = experiments.locate("3d", profile, data_root)        # real data or the stand-in
+    data = settings.locate("3d", profile, data_root)           # real data or the stand-in
     runs = [experiments.plan("M²IR (ours)", profile, data)]    # network + schedule + data
     ckpts = experiments.train_runs(runs, profile)              # cached by config + data hash
 
-Data that is not configured never raises here: `Data.reason` says what is missing, and the
-tables (`m2ir_lib.tables`) turn it into a status row, so every notebook completes. A data root
-that is named but does not exist is an error: it stops the notebook before anything is
-written. Without DA-CLIP weights a run uses the paper's learnable-MLP prior and its `note` says
-so.
+A run whose data is unavailable is planned but never trained; the tables turn it into a
+status row, so every notebook completes. Without DA-CLIP weights a run uses the paper's
+learnable-MLP prior and its `note` says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import subprocess
@@ -25,208 +22,33 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import torch
 
-from m2ir_lib import results
-from m2ir_lib.config import DACLIP_EMBED_DIM, Epochs, M2IRConfig, TrainConfig, get_profile
-from m2ir_lib.data import CDD11_TYPES
+from m2ir_lib.core.config import (
+    BASELINE,
+    DACLIP_EMBED_DIM,
+    MODEL_PRESETS,
+    Epochs,
+    M2IRConfig,
+    Profile,
+    TrainConfig,
+)
+from m2ir_lib.core.networks import build_model
+from m2ir_lib.core.rivals import RIVAL_LABELS, rival_config
+from m2ir_lib.data.datasets import read_manifest
+from m2ir_lib.engine.runs import run_key, runs_root, train_many
+from m2ir_lib.workbook import results
+from m2ir_lib.workbook.settings import SETTINGS, Data
 
 DACLIP_NOTE = "DA-CLIP weights unavailable: learnable-MLP prior (paper's Table VII fallback)"
 IDENTITY = results.FLOOR  # the degraded input scored as a restoration
-# The all-off switches: M²IR's backbone with plain Restormer blocks, Table VII's all-off row.
-BASELINE = dict(block="transformer", prior="none", special_experts=False, shared_expert=False)
 
 
-def restormer_baseline(profile: str) -> dict:
+def restormer_baseline(profile: Profile) -> dict:
     """Network overrides of the Restormer-style opponent of Tables I–VI: the all-off switches
     plus the profile's sizing (`Profile.baseline`), so that its parameter count is the paper's
     0.67 of M²IR's at every profile (the paper profile's all-off network is Restormer)."""
-    return {**BASELINE, **get_profile(profile).baseline}
-
-
-# ---------------------------------------------------------------------------- settings & data
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One training/evaluation set-up of §IV-A: which manifest, tasks and protocol."""
-
-    manifest: str  # manifest key (data_prep's name for the data set)
-    paper_data: str  # what the paper used, for the `data` column
-    train_tasks: tuple[str, ...] | None = None  # None = every task in the manifest
-    eval_tasks: tuple[str, ...] | None = None
-    protocol: str = "peer"  # m2ir_lib.metrics protocol
-    # Per-task repetition of the real training pairs in one epoch (the peers' data balancing);
-    # a task not listed counts once. The synthetic stand-in is balanced and never repeated.
-    repeats: dict[str, int] | None = None
-
-
-# AdaIR's factors (docs/data.md §3): each noise level of BSD400+WED ×3, Rain100L ×120, OTS ×1,
-# GoPro ×5, LOL ×20; MoCE-IR repeats every CDD11 type ×2. WeatherBench: no peer factor, ×1,
-# so its rain pairs are never repeated like Rain100L's.
-_3D_REPEATS = {"denoise": 3, "derain": 120, "dehaze": 1}
-_5D_REPEATS = {**_3D_REPEATS, "deblur": 5, "enhance": 20}
-SETTINGS: dict[str, Setting] = {
-    "3d": Setting(
-        "3d", "SOTS/Rain100L/BSD68", ("denoise", "derain", "dehaze"), None, "peer", _3D_REPEATS
-    ),
-    "5d": Setting("5d", "SOTS/Rain100L/BSD68/GoPro/LOL", repeats=_5D_REPEATS),
-    "cdd11": Setting("cdd11", "CDD11", repeats={t: 2 for t in CDD11_TYPES}),
-    "weatherbench": Setting(
-        "weatherbench",
-        "WeatherBench",
-        protocol="weatherbench",
-        repeats={"dehaze": 1, "derain": 1, "desnow": 1},
-    ),
-    "csd": Setting("desnow", "CSD (desnowing, unseen)", eval_tasks=("desnow",)),
-    # one-by-one (Table V) and the ablations (Tables VII–XII): single tasks of the 3D data
-    "denoise": Setting("3d", "BSD400+WED / BSD68", ("denoise",), ("denoise",), repeats=_3D_REPEATS),
-    "dehaze": Setting("3d", "RESIDE OTS / SOTS", ("dehaze",), ("dehaze",), repeats=_3D_REPEATS),
-    "derain": Setting("3d", "Rain100L", ("derain",), ("derain",), repeats=_3D_REPEATS),
-}
-
-
-@dataclass(frozen=True)
-class Data:
-    """A located data set: its manifest and root, or why it is unavailable (`reason`)."""
-
-    setting: str
-    manifest: Path | None
-    root: Path | None
-    label: str
-    reason: str = ""
-    real: bool = False  # a real data set (the paper's), not the synthetic stand-in
-
-    @property
-    def available(self) -> bool:
-        return self.manifest is not None and not self.reason
-
-    def summary(self) -> pd.DataFrame:
-        """Image pairs per split and task (and sigma), or the reason it is missing."""
-        if not self.available:
-            return pd.DataFrame([{"setting": self.setting, "status": self.reason}])
-        from m2ir_lib.data import read_manifest
-
-        df = read_manifest(self.manifest)
-        s = SETTINGS[self.setting]
-        keep = set((s.train_tasks or ()) + (s.eval_tasks or ())) or set(df["task"])
-        df = df[df["task"].isin(keep)]
-        out = df.groupby(["split", "task"], sort=False).size().rename("pairs").reset_index()
-        out.insert(0, "setting", self.setting)
-        return out
-
-
-def mini_manifests(profile: str, seed: int = 0) -> dict[str, Path]:
-    """The embedded benchmark for a smoke/mini profile: built once under `data/<size>/`."""
-    from data_prep.mini import build_mini
-
-    size = get_profile(profile).data
-    if size not in ("smoke", "mini"):
-        raise ValueError(f"profile {profile!r} uses real data, not the embedded benchmark")
-    out = results.repo_root() / "data" / f"{size}-seed{seed}"
-    built = build_mini(out, seed=seed, size=size)
-    return {k.removeprefix("mini_"): Path(v) for k, v in built.items()}
-
-
-def locate(setting: str, profile: str, data_root: str = "", seed: int = 0) -> Data:
-    """Find the data of a setting: real data when a root is given (or, for the paper
-    profile, `M2IR_DATA`), else the embedded synthetic stand-in of smoke/mini.
-
-    Args:
-        setting: a key of `SETTINGS` ("3d", "5d", "cdd11", "weatherbench", "csd", "derain", ...).
-        profile: run profile name.
-        data_root: folder holding the real data sets; "" = the profile's default.
-        seed: seed of the synthetic benchmark.
-
-    Returns:
-        A `Data`; with no data configured at all, its `reason` says what is missing.
-
-    Raises:
-        FileNotFoundError: a data root was named (``data_root`` or, for the paper profile,
-            ``M2IR_DATA``) but is not a folder: a typo must not turn good results into status
-            rows, so the notebook (and the pipeline) stops before writing anything.
-    """
-    s = SETTINGS.get(setting)
-    if s is None:
-        raise ValueError(f"unknown setting {setting!r}; known: {sorted(SETTINGS)}")
-    prof = get_profile(profile)
-    root = data_root or (os.environ.get("M2IR_DATA", "") if prof.data == "real" else "")
-    if root and not Path(root).is_dir():
-        named = "data_root" if data_root else "M2IR_DATA"
-        raise FileNotFoundError(
-            f"{named}={root!r} is not a folder. It should hold the real data sets in the "
-            "layouts listed in the README, section 'Real data sets' (e.g. Train/Derain, "
-            "test/dehaze, ...; `python -m data_prep all --root DIR` shows what it finds). "
-            + ("Leave data_root empty for the synthetic stand-in." if prof.data != "real" else "")
-        )
-    if not root and prof.data == "real":
-        return Data(
-            setting,
-            None,
-            None,
-            s.paper_data,
-            f"no real data: set data_root or M2IR_DATA to the folder holding "
-            f"{s.paper_data} (README, 'Real data')",
-        )
-    if root:
-        return _locate_real(setting, s, Path(root))
-    manifests = mini_manifests(profile, seed)
-    path = manifests.get(s.manifest)
-    label = f"{prof.data}-synthetic (stand-in for {s.paper_data})"
-    if path is None:
-        return Data(
-            setting,
-            None,
-            None,
-            label,
-            f"the embedded benchmark has no {s.manifest!r} set (has {sorted(manifests)})",
-        )
-    return Data(setting, path, path.parent.parent, label)
-
-
-# data_prep commands behind each setting (one-by-one denoising: train and test sets apart).
-REAL_COMMANDS = {
-    "3d": ("3d",),
-    "5d": ("5d",),
-    "cdd11": ("cdd11",),
-    "weatherbench": ("weatherbench",),
-    "csd": ("csd",),
-    "derain": ("rain100l",),
-    "dehaze": ("reside",),
-    "denoise": ("denoise-train", "denoise-test"),
-}
-
-
-def _locate_real(setting: str, s: Setting, root: Path) -> Data:
-    """Manifest of the real data under `root`, written once to `data/manifests-real/`
-    (or `$M2IR_MANIFESTS`, which tests use to keep their caches apart)."""
-    from data_prep.prepare import prepare
-    from data_prep.scan import BadImageError, CountError, LayoutError
-
-    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]  # one cache per root
-    cache = os.environ.get("M2IR_MANIFESTS") or results.repo_root() / "data" / "manifests-real"
-    out = Path(cache) / tag
-    path = out / f"{setting}.csv"
-    if not path.is_file():
-        frames = []
-        for command in REAL_COMMANDS[setting]:
-            try:  # M2IR_ALLOW_PARTIAL=1: `data_prep --allow-partial` (reported, never silent)
-                partial = os.environ.get("M2IR_ALLOW_PARTIAL", "") not in ("", "0")
-                res = prepare(command, root, out, allow_partial=partial)
-            except (LayoutError, CountError, BadImageError, ValueError) as err:
-                return Data(
-                    setting,
-                    None,
-                    None,
-                    s.paper_data,
-                    f"{s.paper_data} not usable under {root}: {err}",
-                )
-            frames.append(pd.read_csv(res.manifests[command], keep_default_na=False))
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    return Data(setting, path, root, s.paper_data, real=True)
+    return {**BASELINE, **profile.baseline}
 
 
 # ---------------------------------------------------------------------------- runs
@@ -294,7 +116,7 @@ def budget_key(setting: str, ablation: bool = False) -> str:
 
 
 def schedule(
-    profile: str,
+    profile: Profile,
     setting: str,
     rows: dict[str, int],
     repeats: dict[str, int] | None,
@@ -309,7 +131,7 @@ def schedule(
     (smoke, mini) are kept and their epochs reported.
 
     Args:
-        profile: profile name.
+        profile: the run profile (its budget for the setting, its rehearsal cap).
         setting: a key of `SETTINGS`.
         rows: training rows per task (`train_rows`).
         repeats: per-task factors (None = 1 each).
@@ -317,23 +139,22 @@ def schedule(
         ablation: the ablation budget (§IV-C).
         cap: apply a rehearsal's iteration cap (`M2IR_REHEARSAL`); the cost table does not.
     """
-    prof = get_profile(profile)
     reps = {t: int((repeats or {}).get(t, 1)) for t in rows}
     samples = sum(n * reps[t] for t, n in rows.items())
     if samples <= 0:
         raise ValueError(f"setting {setting!r}: no training rows to plan a schedule from")
     per_epoch = -(-samples // tcfg.global_batch)
-    ep: Epochs | None = (prof.epochs or {}).get(budget_key(setting, ablation))
+    ep: Epochs | None = (profile.epochs or {}).get(budget_key(setting, ablation))
     if ep is not None:
         iters, warm, horizon = (round(e * per_epoch) for e in (ep.epochs, ep.warmup, ep.horizon))
         epochs, budget = ep.epochs, f"{ep.epochs:g} epochs ({ep.source})"
     else:
         iters, warm, horizon = tcfg.iters, tcfg.warmup_iters, tcfg.cosine_iters
-        epochs, budget = iters / per_epoch, f"{iters} iterations (profile {prof.name})"
+        epochs, budget = iters / per_epoch, f"{iters} iterations (profile {profile.name})"
     planned = iters
-    if cap and prof.max_iters is not None and iters > prof.max_iters:
+    if cap and profile.max_iters is not None and iters > profile.max_iters:
         # keep the schedule's shape (warm-up share) within the cap
-        iters = prof.max_iters
+        iters = profile.max_iters
         warm, horizon = min(warm, iters - 1), iters + 1
     tcfg = dataclasses.replace(tcfg, iters=iters, warmup_iters=warm, cosine_iters=horizon)
     info = Schedule(
@@ -349,14 +170,13 @@ def schedule(
         warm,
         horizon,
         planned,
-        prof.override if planned != iters else "",
+        profile.override if planned != iters else "",
     )
     return tcfg, info
 
 
 def train_rows(data: Data, tasks=None) -> dict[str, int]:
     """Training rows per task of a located data set (its manifest's 'train' split)."""
-    from m2ir_lib.data import read_manifest
 
     df = read_manifest(data.manifest)
     df = df[df["split"] == "train"]
@@ -367,7 +187,7 @@ def train_rows(data: Data, tasks=None) -> dict[str, int]:
 
 def plan(
     label: str,
-    profile: str,
+    profile: Profile,
     data: Data,
     *,
     model: dict | None = None,
@@ -380,7 +200,7 @@ def plan(
 
     Args:
         label: the row label the run's scores get.
-        profile: run profile name (network size, schedule).
+        profile: the run profile (network size, schedule).
         data: located data; its setting fixes the training tasks.
         model: M2IRConfig field overrides (e.g. `BASELINE`, {"num_experts": 8}).
         train: TrainConfig field overrides (e.g. {"lambda1": 0.05}).
@@ -388,9 +208,10 @@ def plan(
         seed: initialisation and data seed.
         daclip_checkpoint: DA-CLIP file; without it prior='daclip' becomes the MLP fallback.
     """
-    prof = get_profile(profile)
-    cfg = dataclasses.replace(prof.model, **(model or {}))
-    tcfg = dataclasses.replace(prof.ablation_train if ablation else prof.train, **(train or {}))
+    cfg = dataclasses.replace(profile.model, **(model or {}))
+    tcfg = dataclasses.replace(
+        profile.ablation_train if ablation else profile.train, **(train or {})
+    )
     notes = []
     uses_prior = cfg.special_experts and cfg.prior != "none"
     if uses_prior and cfg.prior == "daclip" and not daclip_checkpoint:
@@ -415,11 +236,8 @@ def plan(
     return Run(label, cfg, tcfg, data, seed, daclip_checkpoint, note, tasks, repeats, sched)
 
 
-def fresh_model(profile: str, seed: int = 0, daclip_checkpoint: str = ""):
+def fresh_model(profile: Profile, seed: int = 0, daclip_checkpoint: str = ""):
     """The profile's network with seeded random weights (MLP prior without DA-CLIP)."""
-    import torch
-
-    from m2ir_lib.model import build_model
 
     run = plan(
         "fresh", profile, Data("3d", None, None, ""), seed=seed, daclip_checkpoint=daclip_checkpoint
@@ -428,13 +246,13 @@ def fresh_model(profile: str, seed: int = 0, daclip_checkpoint: str = ""):
     return build_model(run.model, run.daclip_checkpoint or None).eval()
 
 
-def _spec(run: Run, profile: str) -> dict:
+def _spec(run: Run, profile: Profile) -> dict:
     return dict(
         model_cfg=run.model,
         train_cfg=run.train,
         manifest=str(run.data.manifest),
         data_root=str(run.data.root),
-        profile=profile,
+        profile=profile.name,
         seed=run.seed,
         tasks=list(run.tasks) if run.tasks else None,
         repeats=run.repeats,
@@ -445,9 +263,8 @@ def _spec(run: Run, profile: str) -> dict:
     )
 
 
-def run_dir(run: Run, profile: str) -> Path:
+def run_dir(run: Run, profile: Profile) -> Path:
     """The cache folder of a run (`runs/<profile>/<key>/`), trained or not."""
-    from m2ir_lib.runs import run_key, runs_root
 
     key = run_key(
         run.model,
@@ -458,33 +275,31 @@ def run_dir(run: Run, profile: str) -> Path:
         repeats=run.repeats,
         daclip_checkpoint=run.daclip_checkpoint or None,
     )
-    return runs_root() / profile / key
+    return runs_root() / profile.name / key
 
 
 def train_runs(
-    runs: list[Run], profile: str, jobs: int = 0, launcher: str = "auto"
+    runs: list[Run], profile: Profile, jobs: int = 0, launcher: str = "auto"
 ) -> dict[str, Path]:
     """Train (or fetch from the cache) every run whose data is available.
 
     Args:
         runs: from `plan`; identical configurations train once.
-        profile: run profile name (cache folder).
+        profile: the run profile (its name is the cache folder).
         jobs: parallel worker processes; 0 = on CPU as many as cores when runs are long
             enough to repay starting a process (≥ 100 iterations), else (and on a GPU) 1.
         launcher: "auto" trains under torchrun (DDP, one process per GPU) when several GPUs
             are visible, else in processes here; "local" never uses torchrun; "torchrun"
             always does (one process per GPU, two CPU processes with gloo when there is no
-            GPU). The global batch is the same either way (`m2ir_lib.train.accumulation`).
+            GPU). The global batch is the same either way (`m2ir_lib.engine.train.accumulation`).
 
     Returns:
         {run label: final checkpoint path}; runs with missing data are left out.
     """
-    from m2ir_lib.runs import train_many
 
     todo = [r for r in runs if r.data.available]
     if not todo:
         return {}
-    import torch
 
     if launcher not in ("auto", "local", "torchrun"):
         raise ValueError(f"launcher={launcher!r}; expected auto, local or torchrun")
@@ -510,8 +325,8 @@ def torchrun_procs(gpus: int) -> int:
     return gpus if gpus > 0 else 2
 
 
-def _torchrun(run: Run, profile: str, procs: int) -> Path:
-    """Train one run with DDP in `procs` processes (`torchrun -m m2ir_lib.experiments`)."""
+def _torchrun(run: Run, profile: Profile, procs: int) -> Path:
+    """Train one run with DDP in `procs` processes (`torchrun -m m2ir_lib.engine.runs`)."""
     final = run_dir(run, profile) / "final.pt"
     if final.is_file():
         return final
@@ -526,7 +341,7 @@ def _torchrun(run: Run, profile: str, procs: int) -> Path:
         "--standalone",
         f"--nproc_per_node={procs}",
         "-m",
-        "m2ir_lib.experiments",
+        "m2ir_lib.engine.runs",
         fh.name,
     ]
     subprocess.run(cmd, check=True, cwd=results.repo_root())
@@ -534,18 +349,38 @@ def _torchrun(run: Run, profile: str, procs: int) -> Path:
     return final
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`torchrun -m m2ir_lib.experiments SPEC.json`: one cached run under DDP (see `_torchrun`)."""
-    from m2ir_lib.checkpoint import model_config_from_dict
-    from m2ir_lib.runs import cached_train
-
-    spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
-    spec["model_cfg"] = model_config_from_dict(spec["model_cfg"])  # M²IR or a rival
-    spec["train_cfg"] = TrainConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["train_cfg"].items()}
-    )
-    cached_train(**spec)
+# ------------------------------------------------------------------ training runs beside M²IR
+TRAINING_NOTE = "trained here with M²IR's profile, schedule, loss and seed"
 
 
-if __name__ == "__main__":
-    main()
+def plan_rival(
+    name: str,
+    profile: Profile,
+    data: Data,
+    *,
+    label: str | None = None,
+    train: dict | None = None,
+    ablation: bool = False,
+    seed: int = 0,
+):
+    """An `experiments.Run` training rival `name` exactly as M²IR's run of the same profile,
+    data and seed (same schedule, batch, crops, loss, tasks, data repeats), at the profile's
+    size. Train it with `experiments.train_runs` like any run; it is cached under its own key.
+
+    Args:
+        name: 'restormer', 'promptir' or 'adair'.
+        profile: the run profile (its network preset sizes the rival).
+        data: located data (`settings.locate`).
+        label: the row label (default the paper's method name, e.g. "AdaIR").
+        train: TrainConfig overrides, e.g. {"charbonnier": False, "use_fft": False} for the
+            authors' plain L1 (default: M²IR's loss, one recipe for all).
+        ablation, seed: as `experiments.plan`.
+    """
+    preset = next((k for k, v in MODEL_PRESETS.items() if v == profile.model), None)
+    if preset is None:
+        raise ValueError(f"profile {profile.name!r} uses no MODEL_PRESETS network: no rival size")
+    label = label or RIVAL_LABELS.get(name, name)
+    # trained from scratch: the authors' never-called layers would only be dead weight
+    cfg = dataclasses.replace(rival_config(name, preset), unused_layers=False)
+    base = plan(label, profile, data, train=train, ablation=ablation, seed=seed)
+    return dataclasses.replace(base, model=cfg, daclip_checkpoint="", note=TRAINING_NOTE)

@@ -1,0 +1,81 @@
+"""The one way the project writes a file, and the commit every output is stamped with.
+
+A results CSV, a checkpoint, a manifest or a figure is either the old file or the whole new
+one, never a torn one: `atomic_path` hands out a temporary file in the destination's folder
+(so the rename stays on one file system), the writer fills it, and only then is it flushed
+to disk and renamed over the destination. On any error the temporary file is removed and
+the destination is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed onto `path` when the block ends.
+
+    The temporary file is created as any file is (0666 less the umask, not `mkstemp`'s 0600),
+    so the renamed result is readable like every other output; its name starts with a dot
+    and ends in ``.tmp`` so listings and globs of the folder pass it over.
+
+        with atomic_path("results/mini/table1_3d.csv") as tmp:
+            frame.to_csv(tmp, index=False)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temp_file(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:  # the writer may have closed it: flush what it wrote
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _new_temp_file(path: Path) -> Path:
+    """A new, empty, uniquely named file beside `path` (unique across processes and calls)."""
+    n = 0
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{n}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            n += 1
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write `text` (UTF-8) to `path` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+@functools.lru_cache(maxsize=4)
+def git_commit(root: str | os.PathLike | None = None, short: bool = False) -> str:
+    """HEAD commit of the repository (abbreviated when `short`), suffixed ``+dirty`` when
+    tracked files differ from it; ``unknown`` outside git. Checkpoints carry the full commit,
+    result rows and the summary page the short one. Read once per process."""
+    cwd = Path(root or REPO_ROOT)
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", *(["--short"] if short else []), "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
