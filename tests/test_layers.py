@@ -24,7 +24,8 @@ def sources():
 def test_import_contracts_are_kept():
     """lint-imports checks the layers (and the core's forbidden imports) of pyproject.toml."""
     lint = Path(sys.executable).with_name("lint-imports")
-    done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    args = [str(lint), "--no-cache"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout
 
@@ -116,3 +117,15 @@ def test_no_module_is_longer_than_500_lines():
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_only_the_command_lines_look_a_profile_up():
+    """A profile is resolved once, where the user names it (a notebook, a command line, a
+    benchmark); below that the `Profile` object is passed down and never looked up again."""
+    callers = set()
+    for path in sources():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(isinstance(n, ast.Name) and n.id == "get_profile" for n in ast.walk(tree)):
+            callers.add(str(path.relative_to(ROOT)))
+    commands = {f"m2ir_lib/{m}.py" for m in ("pipeline", "train", "summary")}
+    assert callers <= commands | {"m2ir_lib/core/config.py"}
