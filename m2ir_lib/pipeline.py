@@ -133,7 +133,6 @@ def run(
         SystemExit: with a message naming the failing notebook and cell; on Ctrl-C, code 130
             after naming the stopped notebook and the `--from` command that resumes.
     """
-
     prof = get_profile(profile)  # the notebooks get the name and resolve it in their kernel
     results_at = results_dir(profile, root)  # honours $M2IR_RESULTS unless root is given
     results_root, root = root, Path(root or repo_root())

@@ -21,13 +21,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 import torch
-import warnings
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 Protocol = Literal["peer", "weatherbench"]
 PROTOCOLS = ("peer", "weatherbench")
@@ -122,7 +122,6 @@ def psnr_ssim(
 
 def alexnet_weights_path() -> Path:
     """Local file of the AlexNet trunk: ``$TORCH_HOME/hub/checkpoints/`` (never fetched)."""
-
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
 
 
@@ -176,7 +175,6 @@ class LPIPSMetric:
 
     def __call__(self, restored: np.ndarray, target: np.ndarray) -> float:
         """LPIPS distance of two (H, W, 3) arrays in [0, 1] (full image, RGB)."""
-
         _check_pair(restored, target)
         dev = next(self.net.parameters()).device
 

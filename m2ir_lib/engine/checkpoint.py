@@ -159,7 +159,6 @@ def load_checkpoint(
     Returns:
         ``(model, meta)`` with meta the provenance dict stored in the checkpoint.
     """
-
     ckpt = read_checkpoint(path)
     meta = ckpt["meta"]
     cfg = model_config_from_dict(meta["model_cfg"])
@@ -392,7 +391,6 @@ def read_log(path: str | os.PathLike):
     two writers (before run folders were locked) and a line torn by a kill; for a step logged
     twice the later row is kept.
     """
-
     df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
     whole = df["step"].str.fullmatch(r"\d+") & df.notna().all(axis=1) & (df != "").all(axis=1)
     df = df[whole].apply(pd.to_numeric)

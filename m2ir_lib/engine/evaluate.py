@@ -77,7 +77,6 @@ def evaluate(
         manifest has several) with n, psnr, ssim (+ lpips, fid). Metrics without local
         weights read ``NA_WEIGHTS``.
     """
-
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     weather = protocol == "weatherbench"

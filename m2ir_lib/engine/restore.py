@@ -101,7 +101,6 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises:
         ValueError: the file is missing or cannot be decoded; the message names it.
     """
-
     try:
         return load_image(path, orient=True).astype(np.float32) / 255.0
     except ImageReadError as e:

@@ -114,7 +114,6 @@ def cached_train(
         root: cache root (default ``runs_root()``).
         **train_kw: other ``train`` keywords (device, progress, ...), not part of the key.
     """
-
     key = run_key(
         model_cfg,
         train_cfg,

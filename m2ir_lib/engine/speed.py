@@ -192,7 +192,6 @@ def efficiency_table(
         (FLOPs column = MACs, as the paper reports them), latency_ms_cpu, latency_ms_gpu
         (the one not measured on is None), cpu_mb, gpu_mb, device (its name), ...
     """
-
     rows = []
     for name, (cfg, mode) in (models or table_xiii_models()).items():
         model = build_network(cfg, mode, daclip_cfg).to(device).eval()

@@ -137,7 +137,6 @@ class StreamSampler(Sampler):
 
 def make_train_dataset(manifest, data_root, patch, tasks=None, repeats=None, cache=False):
     """The training set; items are keyed ``(index, sample seed)`` (``TrainDataset`` contract)."""
-
     return TrainDataset(manifest, data_root, patch, tasks=tasks, repeats=repeats, cache=cache)
 
 
@@ -254,7 +253,6 @@ def train(
         FloatingPointError: the loss became NaN/inf (message names the iteration; the last
             good checkpoint is left in place).
     """
-
     out, tc = Path(out_dir), train_cfg
     if tc.iters < 1:
         raise ValueError(f"iters={tc.iters}: a run needs at least one optimizer step")

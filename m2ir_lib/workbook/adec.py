@@ -59,7 +59,6 @@ def adec_ablation(
     Raises:
         ValueError: the network has no ADEC (nothing to switch off).
     """
-
     model = as_model(model_or_ckpt, device)
     if not getattr(model, "adecs", None):
         raise ValueError("this network has no ADEC (baseline or Table VII all-off row)")
@@ -134,7 +133,6 @@ def table_summary(table: str, runs, ckpts: dict, *, profile: Profile, data=None)
     Returns:
         Columns `ADEC_COLUMNS`; no rows when no M²IR run was trained (no data).
     """
-
     order = list(dict.fromkeys(results.paper_table(table)["task"]))  # the paper's columns
     scoring.evaluate_in_parallel(
         [(ckpts[r.label], data or r.data, r.daclip_checkpoint, off)
@@ -192,7 +190,6 @@ def change_verdict(row) -> str:
     """The claim that ADEC matters (switching its branch off lowers PSNR) against one change
     row of `table_summary`: contradicted when the change is `negligible`, else
     `verdicts.verdict` on off − on, which the claim expects below zero."""
-
     if negligible(row):
         return verdicts.CONTRADICTS
     ci = stats.Interval(row["value"], row["ci_low"], row["ci_high"], int(row["n"]))
@@ -211,7 +208,6 @@ def adec_text(summary: pd.DataFrame):
     mean |α| per position (each seed), then per column (and seed) "switching ADEC off
     changes PSNR by X dB [lo, hi] on T" with the verdict on the claim that ADEC matters
     (`change_verdict`), and the count of verdicts. Returns IPython Markdown."""
-
     if summary.empty:
         return Markdown(
             "No M²IR run with ADEC was trained and scored for this table (no data, or not "

@@ -42,7 +42,6 @@ _PARTS = {
 
 def published_rows(setting: str) -> dict[str, int]:
     """Training rows per task at the published sizes (one row per noise level for denoising)."""
-
     if setting == "weatherbench":  # per-weather counts unpublished; every factor is 1
         return {"weather": int(WEATHERBENCH_DEFAULT["totals"]["train"])}
     rows: dict[str, int] = {}
@@ -60,7 +59,6 @@ def reproduction_plan(profile: Profile) -> pd.DataFrame:
     Table VI reuses Table I's runs; the ablations' shared full-model row trains once (listed
     under Table VII), as the run cache does.
     """
-
     out, seen = [], set()
     specs = [(t, s, label.format(p=profile.name), m, {}, False) for t in tables.TABLE_RUNS
              for s, label, m in tables.TABLE_RUNS[t] if t != "VI"]  # fmt: skip

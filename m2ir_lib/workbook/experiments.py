@@ -177,7 +177,6 @@ def schedule(
 
 def train_rows(data: Data, tasks=None) -> dict[str, int]:
     """Training rows per task of a located data set (its manifest's 'train' split)."""
-
     df = read_manifest(data.manifest)
     df = df[df["split"] == "train"]
     if tasks:
@@ -238,7 +237,6 @@ def plan(
 
 def fresh_model(profile: Profile, seed: int = 0, daclip_checkpoint: str = ""):
     """The profile's network with seeded random weights (MLP prior without DA-CLIP)."""
-
     run = plan(
         "fresh", profile, Data("3d", None, None, ""), seed=seed, daclip_checkpoint=daclip_checkpoint
     )
@@ -265,7 +263,6 @@ def _spec(run: Run, profile: Profile) -> dict:
 
 def run_dir(run: Run, profile: Profile) -> Path:
     """The cache folder of a run (`runs/<profile>/<key>/`), trained or not."""
-
     key = run_key(
         run.model,
         run.train,
@@ -296,7 +293,6 @@ def train_runs(
     Returns:
         {run label: final checkpoint path}; runs with missing data are left out.
     """
-
     todo = [r for r in runs if r.data.available]
     if not todo:
         return {}

@@ -41,7 +41,6 @@ def method_colour(label: str) -> str:
     """One colour per method in every figure: M²IR (the paper's and ours) blue, Restormer
     and our Restormer-style network orange, the degraded input grey, any other method a
     fixed colour derived from its name (the paper's row and ours share it)."""
-
     label = SAME_AS.get(label, label)
     if label == FLOOR:
         return GREY
@@ -100,7 +99,6 @@ def plot_paper_vs_ours(
     Returns:
         The matplotlib Figure.
     """
-
     d = df[(df["metric"] == metric) & np.isfinite(df["value"])].copy()  # PSNR of a no-op is inf
     if d.empty:
         raise ValueError(f"no {metric} values to plot")
@@ -201,7 +199,6 @@ def plot_efficiency(
     paper's rows and ours in every panel, each bar in its method's colour (`method_colour`),
     the paper's hatched. A latency panel names the devices measured on; a metric nobody
     measured here says so instead of a bar."""
-
     d = df[(df["metric"].isin(metrics)) & np.isfinite(df["value"].astype(float))]
     methods = list(dict.fromkeys(d["method"]))
     if d.empty:

@@ -95,7 +95,6 @@ def interval_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.Data
     """Our rows as text cells: value [95 % interval], the seed spread when several seeds
     trained, and ▼ where the cell is no better than the degraded input (`results.with_floor`).
     Columns are (task (n=images), metric); rows are our methods, the floor last."""
-
     d = with_floor(df)
     d = d[(d["source"] == "reproduced") & (d["metric"] != STATUS)]
     if metrics:
@@ -147,7 +146,6 @@ def efficiency_view(df: pd.DataFrame) -> pd.DataFrame:
     """Table XIII as the paper prints it, methods × metrics in its column order
     (`table_xiii.EFFICIENCY_METRICS`; CPU and GPU latency apart), with the device each row was
     measured on: the paper's RTX 4090 for its rows, this machine's CPU or GPU for ours."""
-
     d = df[df["metric"] != STATUS]
     wide = d.pivot_table(
         index=["source", "method"], columns="metric", values="value", aggfunc="first", sort=False
@@ -172,7 +170,6 @@ def side_by_side(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
     tables. Our row answering each paper row (`tables.paper_label`) sits beside it; where it
     is labelled otherwise (a 'DACP (MLP prior)' row without DA-CLIP weights) the column
     'this run's row' names it, so a run standing for two paper rows is seen as one run."""
-
     d = df[df["metric"] != STATUS]
     if metrics:
         d = d[d["metric"].isin(metrics)]
@@ -221,7 +218,6 @@ def rank_agreement(df: pd.DataFrame, metric: str = "PSNR") -> dict:
     """Does our run order the rows like the paper? Kendall's τ between the paper's and our
     values over the method labels both have (1 = same order, −1 = reversed), with its exact
     permutation p-value (`stats.kendall_tau`; the degraded input's row is left out)."""
-
     d = df[(df["metric"] == metric) & df["value"].notna() & (df["method"] != FLOOR)]
     paper_rows = set(d.loc[d["source"] == "paper", "method"])
     d = d.assign(

@@ -282,7 +282,6 @@ def with_average(
     a 95 % interval (stratified bootstrap: images resampled within each column, the mean of
     column means recomputed; `m2ir_lib.workbook.stats.average_stats`) and its seed spread.
     """
-
     out = [df[~((df["source"] == "reproduced") & (df["task"] == AVERAGE))]]
     ours = df[(df["source"] == "reproduced") & (df["metric"] != STATUS) & (df["task"] != AVERAGE)]
     paper = df[(df["source"] == "paper") & (df["task"] != AVERAGE)]
@@ -385,7 +384,6 @@ def write_per_image(
         per_image: long rows with the columns of `m2ir_lib.workbook.stats.PER_IMAGE_COLUMNS`.
         profile, table, root: as for `write_results`.
     """
-
     missing = [c for c in PER_IMAGE_COLUMNS if c not in per_image.columns]
     if missing:
         raise ValueError(f"per-image rows lack columns {missing}; expected {PER_IMAGE_COLUMNS}")
@@ -396,7 +394,6 @@ def read_per_image(
     profile: Profile | str, table: str, root: str | Path | None = None
 ) -> pd.DataFrame:
     """Read back `write_per_image`'s file; a clear error when the table was not evaluated."""
-
     path = results_dir(profile, root) / f"{spec(table).stem}_per_image.csv"
     if not path.is_file():
         raise FileNotFoundError(

@@ -34,7 +34,6 @@ def sample_items(
     as the test set has one (`distinct_items`): a figure with one row per task then shows
     several scenes instead of the same one degraded in different ways.
     """
-
     if not data.available:
         return []
     s = settings.SETTINGS[data.setting]
@@ -82,7 +81,6 @@ def distinct_items(items: list[dict], per_task: int = 1) -> list[dict]:
 def load_trained(ckpts: dict, run: experiments.Run, profile: Profile):
     """The trained network of `run`, or, when it could not be trained (no data), the seeded
     untrained network with a printed warning, so figure notebooks still complete."""
-
     if run.label in ckpts:
         return load_checkpoint(ckpts[run.label], run.daclip_checkpoint or None)[0]
     print(
@@ -122,7 +120,6 @@ def restorations(models: dict, items: list[dict]) -> tuple[list[dict], pd.DataFr
     """Every model's output on every item, with PSNR/SSIM (peer protocol): rows for
     `plot_comparison` (each with the input's own `input_psnr`) and a table (task, name,
     method, psnr, ssim), the degraded input first as method `INPUT`."""
-
     rows, scores = [], []
     if not items:
         print("no test images (data missing): nothing restored")

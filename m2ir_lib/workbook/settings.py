@@ -98,7 +98,6 @@ class Data:
 
 def mini_manifests(profile: Profile, seed: int = 0) -> dict[str, Path]:
     """The embedded benchmark for a smoke/mini profile: built once under `data/<size>/`."""
-
     size = profile.data
     if size not in ("smoke", "mini"):
         raise ValueError(f"profile {profile.name!r} uses real data, not the embedded benchmark")
@@ -182,7 +181,6 @@ REAL_COMMANDS = {
 def _locate_real(setting: str, s: Setting, root: Path) -> Data:
     """Manifest of the real data under `root`, written once to `data/manifests-real/`
     (or `$M2IR_MANIFESTS`, which tests use to keep their caches apart)."""
-
     tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]  # one cache per root
     cache = os.environ.get("M2IR_MANIFESTS") or results.repo_root() / "data" / "manifests-real"
     out = Path(cache) / tag

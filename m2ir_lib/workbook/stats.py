@@ -185,7 +185,6 @@ def kendall_tau(x, y, *, n_resamples: int = 9999, seed: int = SEED) -> tuple[flo
     one: all n! of them up to 8 rows (exact), else `n_resamples` random ones plus the
     observed pairing. With fewer than 3 pairs, or a constant side: (nan, nan).
     """
-
     x, y = _clean(x), _clean(y)
     if len(x) != len(y):
         raise ValueError("x and y need the same length")

@@ -31,7 +31,6 @@ PAGE = "README.md"
 
 def machine() -> str:
     """What ran the workbook: CPU or GPU, cores, OS, Python and torch versions."""
-
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     cpu = platform.processor() or platform.machine()
     return (

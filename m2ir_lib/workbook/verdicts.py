@@ -47,7 +47,6 @@ def summary_text(
         metric: which metric.
         task: which column (default: Average when present, else the only task).
     """
-
     tasks = list(dict.fromkeys(df.loc[df["metric"] == metric, "task"]))
     task = task or (AVERAGE if AVERAGE in tasks else tasks[0])
 
@@ -77,7 +76,6 @@ def summary_text(
 
 def ablation_text(df: pd.DataFrame, metric: str = "PSNR"):
     """Best row and spread in the paper and in this run, and whether the orders agree."""
-
     lines = []
     for source in ("paper", "reproduced"):
         d = df[(df["source"] == source) & (df["metric"] == metric) & np.isfinite(df["value"])]
@@ -208,7 +206,6 @@ def conclusions(
     Returns:
         IPython Markdown.
     """
-
     if ours is None:
         return Markdown(_ablation_conclusions(df, per_image, metric, reference))
     return Markdown(_table_conclusions(df, per_image, ours, baseline, metric, rivals or []))

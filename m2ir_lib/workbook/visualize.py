@@ -140,7 +140,6 @@ def encoder_features(
 def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray | None:
     """2-D t-SNE of standardised features (sklearn), perplexity capped for small sets;
     None (with a message) below 4 points."""
-
     n = len(features)
     if n < 4:
         print(f"t-SNE needs at least 4 points, got {n}")
@@ -154,7 +153,6 @@ def separation(features: np.ndarray, labels: list[str]) -> float:
     """Silhouette score of the degradation labels in feature space (−1..1): high means the
     encoder keeps degradation types apart (the paper's Transformer), low means entangled
     (its MST), Fig. 10 / §IV-D."""
-
     z = (features - features.mean(0)) / (features.std(0) + 1e-8)
     return float(silhouette_score(z, labels))
 
@@ -165,7 +163,6 @@ def gate_statistics(pairs: list[dict]) -> pd.DataFrame:
     local degradation |degraded − GT| at the block's resolution. The paper's reading (low
     gates where the image is degraded) predicts a lower mean on the degraded input and r > 0.
     """
-
     rows = []
     for p in pairs:
         damage = (p["degraded"] - p["clean"]).abs().mean(0)[None, None]  # (1, 1, H, W)
@@ -239,7 +236,6 @@ def plot_training_curves(log: pd.DataFrame, path: str | Path | None = None, ncol
         path: PNG to write, if given.
         ncols: panels per row.
     """
-
     if log.empty:
         print("no training logs to plot")
         return None
@@ -280,7 +276,6 @@ def plot_training_curves(log: pd.DataFrame, path: str | Path | None = None, ncol
 
 def plot_pairs(items: list[dict], path: str | Path | None = None):
     """Degraded input above clean target for each item (`EvalDataset` dicts)."""
-
     if not items:
         print("no test images to show (data missing)")
         return None
@@ -308,7 +303,6 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
         path: PNG to write, if given.
         kind: "gate" (σ(W_l² X), eq. 2) or "mask" (σ(W_d W_l¹ X), eq. 1).
     """
-
     what = {"gate": "gate σ(W_l² X)", "mask": "mask σ(W_d W_l¹ X)"}[kind]
     names = list(pairs[0]["gates_degraded"])
     h, w = pairs[0]["clean"].shape[-2:]
@@ -360,7 +354,6 @@ def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "g
 def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path | None = None):
     """Fig. 5 made visible: per ADEC, the top-1 specialised expert of every pixel (legend:
     one colour per expert) and each expert's confidence s' (eq. 4, colour bar 0–1)."""
-
     if not routings:
         raise ValueError("no routing to show (DGEA without specialised experts)")
     n = routings[0].confidence.shape[1]
@@ -400,7 +393,6 @@ def plot_routing(image: torch.Tensor, routings: list[Routing], path: str | Path 
 
 def plot_tsne(panels: dict[str, tuple[np.ndarray, list[str]]], path: str | Path | None = None):
     """Fig. 10: one t-SNE panel per encoder, points coloured by degradation type."""
-
     panels = {k: v for k, v in panels.items() if v[0] is not None}
     if not panels:
         print("no features to embed (data missing)")
@@ -426,7 +418,6 @@ def plot_comparison(rows: list[dict], path: str | Path | None = None, zoom: floa
         path: PNG to write, if given.
         zoom: side of the crop as a fraction of the image's shorter side.
     """
-
     methods = list(rows[0]["outputs"])
     ncol = 2 + len(methods)
     h, w = rows[0]["clean"].shape[-2:]
@@ -466,7 +457,6 @@ def crop_box(degraded: torch.Tensor, clean: torch.Tensor, zoom: float = 1 / 3):
     """(y, x, side) of the square crop, `zoom` of the shorter side, where the input differs
     most from its GT (mean |degraded − GT| over the window, stride side/4): the region
     where restorations differ, as the paper's zoomed crops are."""
-
     h, w = clean.shape[-2:]
     side = max(4, int(min(h, w) * zoom))
     stride = max(1, side // 4)

@@ -39,7 +39,6 @@ def parameter_table(model: M2IR) -> pd.DataFrame:
 
 def show_source(obj):
     """The library's code for `obj` (a function, method or class), to read beside its equation."""
-
     return Code(inspect.getsource(obj), language="python")
 
 
@@ -146,7 +145,6 @@ def block_parameters(blocks: dict[str, nn.Module]) -> pd.DataFrame:
 
 def msa_adds(params: pd.DataFrame, dim: int):
     """What MSA adds to the Restormer block, in words, from `block_parameters` (Markdown)."""
-
     p = params.set_index("part")
     extra = sum(
         int(p.loc[g, MST_LABEL])
@@ -246,7 +244,6 @@ def eq5_check(cfg: M2IRConfig, samples: int = 4096, seed: int = 0) -> pd.DataFra
 
 def eq5_text(check: pd.DataFrame, n: int, k: int):
     """Eq. (5) ranges of `eq5_check` in a few computed sentences (Markdown)."""
-
     r = check.set_index("weight")
 
     def rng(name):
@@ -275,7 +272,6 @@ def eq5_text(check: pd.DataFrame, n: int, k: int):
 def adec_gates_at(models: dict[str, nn.Module]) -> pd.DataFrame:
     """`probes.adec_gates` of several networks (e.g. at initialisation and trained), one
     block of rows per label in column `network`."""
-
     frames = [adec_gates(m).assign(network=label) for label, m in models.items()]
     df = pd.concat(frames, ignore_index=True)
     return df[["network", *[c for c in df.columns if c != "network"]]]
@@ -348,7 +344,6 @@ def training_loss_shares(
 
 def prior_label(net: M2IR) -> str:
     """Which P′ the network uses: DA-CLIP (frozen) or the learnable MLP fallback."""
-
     enc = net.prior_encoder
     if enc is None:
         return "no prior (DACP off)"
@@ -393,7 +388,6 @@ def prior_maps(net: M2IR, image: torch.Tensor) -> list[torch.Tensor]:
 def plot_priors(net: M2IR, items: list[dict], path: str | Path | None = None):
     """P′'s prompt part per degradation (heatmap with colour bar) and, for one image per
     degradation, the input and ‖P‖ per pixel of each ADEC (eq. 3)."""
-
     if not items:
         print("no test images (data missing): no prior to show")
         return None
