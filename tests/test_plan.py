@@ -176,3 +176,15 @@ def test_cli_plans_like_the_notebooks_and_prints_the_schedule_first(tmp_path, mo
 def test_paper_profile_trains_in_fp32_by_default():
     assert PROFILES["paper"].train.amp is False
     assert PROFILES["paper"].ablation_train.amp is False
+
+
+def test_a_profile_name_passed_by_habit_says_how_to_resolve_it(tmp_path):
+    """The library takes the resolved Profile; a bare name fails at once with the fix."""
+    data = real(
+        "3d", manifest(tmp_path / "3d.csv", {"denoise": 3, "derain": 2, "dehaze": 5}), tmp_path
+    )
+    with pytest.raises(TypeError, match=r"get_profile\('mini'\)"):
+        experiments.plan("x", "mini", data)
+    with pytest.raises(TypeError, match=r"get_profile\('smoke'\)"):
+        settings.locate("3d", "smoke")
+    assert experiments.plan("x", get_profile("mini"), data).train.iters == 400

@@ -293,6 +293,19 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def check_profile(profile) -> Profile:
+    """`profile` itself when it is a resolved `Profile`; else a TypeError that says how to get
+    one. The library is handed the object that a notebook or command line resolved once
+    (`get_profile`), so a name passed by habit fails here, not deep inside a run."""
+    if isinstance(profile, Profile):
+        return profile
+    hint = f"get_profile({profile!r})" if isinstance(profile, str) else "get_profile(name)"
+    raise TypeError(
+        f"expected a resolved Profile, got {type(profile).__name__} {profile!r}: resolve the "
+        f"name once at the top of the notebook or script with {hint} and pass that object"
+    )
+
+
 REHEARSAL_ENV = "M2IR_REHEARSAL"
 
 

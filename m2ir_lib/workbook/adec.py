@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from m2ir_lib.core.config import M2IRConfig, Profile
+from m2ir_lib.core.config import M2IRConfig, Profile, check_profile
 from m2ir_lib.engine.evaluate import evaluate
 from m2ir_lib.engine.probes import adec_gates, adec_off, as_model
 from m2ir_lib.engine.runs import load_checkpoint
@@ -133,6 +133,7 @@ def table_summary(table: str, runs, ckpts: dict, *, profile: Profile, data=None)
     Returns:
         Columns `ADEC_COLUMNS`; no rows when no M²IR run was trained (no data).
     """
+    check_profile(profile)
     order = list(dict.fromkeys(results.paper_table(table)["task"]))  # the paper's columns
     scoring.evaluate_in_parallel(
         [(ckpts[r.label], data or r.data, r.daclip_checkpoint, off)

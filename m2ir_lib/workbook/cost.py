@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_prep.adapters import LAYOUTS, WEATHERBENCH_DEFAULT
-from m2ir_lib.core.config import Profile
+from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.data.datasets import NOISE_SIGMAS
 from m2ir_lib.workbook import experiments, results, settings, tables
 
@@ -59,6 +59,7 @@ def reproduction_plan(profile: Profile) -> pd.DataFrame:
     Table VI reuses Table I's runs; the ablations' shared full-model row trains once (listed
     under Table VII), as the run cache does.
     """
+    check_profile(profile)
     out, seen = [], set()
     specs = [(t, s, label.format(p=profile.name), m, {}, False) for t in tables.TABLE_RUNS
              for s, label, m in tables.TABLE_RUNS[t] if t != "VI"]  # fmt: skip

@@ -32,6 +32,7 @@ from m2ir_lib.core.config import (
     M2IRConfig,
     Profile,
     TrainConfig,
+    check_profile,
 )
 from m2ir_lib.core.networks import build_model
 from m2ir_lib.core.rivals import RIVAL_LABELS, rival_config
@@ -48,6 +49,7 @@ def restormer_baseline(profile: Profile) -> dict:
     """Network overrides of the Restormer-style opponent of Tables I–VI: the all-off switches
     plus the profile's sizing (`Profile.baseline`), so that its parameter count is the paper's
     0.67 of M²IR's at every profile (the paper profile's all-off network is Restormer)."""
+    check_profile(profile)
     return {**BASELINE, **profile.baseline}
 
 
@@ -139,6 +141,7 @@ def schedule(
         ablation: the ablation budget (§IV-C).
         cap: apply a rehearsal's iteration cap (`M2IR_REHEARSAL`); the cost table does not.
     """
+    check_profile(profile)
     reps = {t: int((repeats or {}).get(t, 1)) for t in rows}
     samples = sum(n * reps[t] for t, n in rows.items())
     if samples <= 0:
@@ -207,6 +210,7 @@ def plan(
         seed: initialisation and data seed.
         daclip_checkpoint: DA-CLIP file; without it prior='daclip' becomes the MLP fallback.
     """
+    check_profile(profile)
     cfg = dataclasses.replace(profile.model, **(model or {}))
     tcfg = dataclasses.replace(
         profile.ablation_train if ablation else profile.train, **(train or {})
@@ -237,6 +241,7 @@ def plan(
 
 def fresh_model(profile: Profile, seed: int = 0, daclip_checkpoint: str = ""):
     """The profile's network with seeded random weights (MLP prior without DA-CLIP)."""
+    check_profile(profile)
     run = plan(
         "fresh", profile, Data("3d", None, None, ""), seed=seed, daclip_checkpoint=daclip_checkpoint
     )
@@ -263,6 +268,7 @@ def _spec(run: Run, profile: Profile) -> dict:
 
 def run_dir(run: Run, profile: Profile) -> Path:
     """The cache folder of a run (`runs/<profile>/<key>/`), trained or not."""
+    check_profile(profile)
     key = run_key(
         run.model,
         run.train,
@@ -293,6 +299,7 @@ def train_runs(
     Returns:
         {run label: final checkpoint path}; runs with missing data are left out.
     """
+    check_profile(profile)
     todo = [r for r in runs if r.data.available]
     if not todo:
         return {}
@@ -372,6 +379,7 @@ def plan_rival(
             authors' plain L1 (default: M²IR's loss, one recipe for all).
         ablation, seed: as `experiments.plan`.
     """
+    check_profile(profile)
     preset = next((k for k, v in MODEL_PRESETS.items() if v == profile.model), None)
     if preset is None:
         raise ValueError(f"profile {profile.name!r} uses no MODEL_PRESETS network: no rival size")

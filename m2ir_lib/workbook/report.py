@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from m2ir_lib.core.config import Profile
+from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.workbook import stats
 from m2ir_lib.workbook.results import FLOOR, STATUS, paper_table, with_floor
 from m2ir_lib.workbook.table_xiii import EFFICIENCY_METRICS, PAPER_DEVICE
@@ -126,6 +126,7 @@ def interval_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.Data
 def schedule_line(profile: Profile, ablation: bool = False, seeds: int | None = None):
     """The profile's schedule as one Markdown line, read from the `Profile` the caller resolved
     (`m2ir_lib.core.config`; never typed)."""
+    check_profile(profile)
     t = profile.ablation_train if ablation else profile.train
     m = profile.model
     text = (

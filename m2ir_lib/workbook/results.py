@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from m2ir_lib.core.config import Profile
+from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.data.files import REPO_ROOT, atomic_path, git_commit
 from m2ir_lib.workbook import stats
 from m2ir_lib.workbook.stats import PER_IMAGE_COLUMNS
@@ -354,6 +354,7 @@ def write_results(
         table: Roman number; fixes the file name.
         root: repository root; defaults to the one holding this package.
     """
+    check_profile(profile)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"missing columns {missing}; expected {COLUMNS}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from m2ir_lib.core.config import M2IRConfig, Profile, TrainConfig
+from m2ir_lib.core.config import M2IRConfig, Profile, TrainConfig, check_profile
 from m2ir_lib.core.rivals import RIVAL_LABELS, RivalConfig
 from m2ir_lib.engine.checkpoint import read_log
 from m2ir_lib.workbook.experiments import Run, run_dir
@@ -22,6 +22,7 @@ from m2ir_lib.workbook.settings import SETTINGS
 
 def describe(runs: list[Run], profile: Profile) -> pd.DataFrame:
     """One line per run: what differs, its schedule, data, cache folder and state."""
+    check_profile(profile)
     rows = []
     for r in runs:
         d = run_dir(r, profile) if r.data.available else None
@@ -76,6 +77,7 @@ def _loss_label(t: TrainConfig) -> str:
 
 def unique(runs: list[Run], profile: Profile) -> list[Run]:
     """Runs of several tables, each configuration once, labelled `<setting>: <label>`."""
+    check_profile(profile)
     seen, out = set(), []
     for r in runs:
         key = run_dir(r, profile) if r.data.available else (r.data.setting, r.label)
@@ -117,6 +119,7 @@ def expert_shares(log: pd.DataFrame) -> pd.DataFrame:
 
 def run_summary(runs: list[Run], ckpts: dict[str, Path], profile: Profile) -> pd.DataFrame:
     """One line per run: cache key, steps, last loss (mean of the last 10 steps), wall time."""
+    check_profile(profile)
     rows = []
     for r in runs:
         row = {"run": r.label, "setting": r.data.setting, "data": r.data.label, "note": r.note}

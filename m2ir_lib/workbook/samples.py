@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from skimage.data import astronaut
 
-from m2ir_lib.core.config import Profile
+from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.data.datasets import EvalDataset, crop_to_multiple, to_tensor
 from m2ir_lib.data.metrics import psnr_ssim
 from m2ir_lib.engine.runs import load_checkpoint
@@ -81,6 +81,7 @@ def distinct_items(items: list[dict], per_task: int = 1) -> list[dict]:
 def load_trained(ckpts: dict, run: experiments.Run, profile: Profile):
     """The trained network of `run`, or, when it could not be trained (no data), the seeded
     untrained network with a printed warning, so figure notebooks still complete."""
+    check_profile(profile)
     if run.label in ckpts:
         return load_checkpoint(ckpts[run.label], run.daclip_checkpoint or None)[0]
     print(

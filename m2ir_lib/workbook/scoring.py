@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 
-from m2ir_lib.core.config import Profile
+from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.core.released import load_released
 from m2ir_lib.core.rivals import RIVAL_LABELS, RIVALS
 from m2ir_lib.data.files import atomic_path
@@ -94,6 +94,7 @@ def evaluate_run(
     seeds) is evaluated once; any change to the code or the data evaluates again. FID is a
     statistic of the whole image set, not of one image, so an evaluation with FID is not cached.
     """
+    check_profile(profile)
     if ckpt is None:
         folder = runs_root() / profile.name / "identity"
         return _evaluate_cached(None, None, folder, data, profile, "", inception_weights)
@@ -169,6 +170,7 @@ def evaluate_in_parallel(items: list[tuple], profile: Profile, jobs: int = 0) ->
     Returns:
         how many evaluations ran in parallel (0 when none did).
     """
+    check_profile(profile)
     cap = profile.eval_max_images
     todo = {}
     for ckpt, data, daclip, off in items:
@@ -350,6 +352,7 @@ def score_rows(
         released: the authors' released rival weights (`released_checkpoints`), each scored
             on the same test set as a row `RELEASED_ROW` beside the paper's printed one.
     """
+    check_profile(profile)
     frames, images = [], []
     seed = runs[0].seed if runs else 0
     by_method: dict[str, list[Run]] = {}

@@ -22,7 +22,7 @@ import pandas as pd
 from data_prep.mini import build_mini
 from data_prep.prepare import prepare
 from data_prep.scan import BadImageError, CountError, LayoutError
-from m2ir_lib.core.config import Profile
+from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.data.datasets import CDD11_TYPES, read_manifest
 from m2ir_lib.data.files import atomic_path
 from m2ir_lib.workbook import results
@@ -98,6 +98,7 @@ class Data:
 
 def mini_manifests(profile: Profile, seed: int = 0) -> dict[str, Path]:
     """The embedded benchmark for a smoke/mini profile: built once under `data/<size>/`."""
+    check_profile(profile)
     size = profile.data
     if size not in ("smoke", "mini"):
         raise ValueError(f"profile {profile.name!r} uses real data, not the embedded benchmark")
@@ -124,6 +125,7 @@ def locate(setting: str, profile: Profile, data_root: str = "", seed: int = 0) -
             ``M2IR_DATA``) but is not a folder: a typo must not turn good results into status
             rows, so the notebook (and the pipeline) stops before writing anything.
     """
+    check_profile(profile)
     s = SETTINGS.get(setting)
     if s is None:
         raise ValueError(f"unknown setting {setting!r}; known: {sorted(SETTINGS)}")

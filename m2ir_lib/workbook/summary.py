@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from m2ir_lib.core.config import Profile
+from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.data.files import atomic_write_text, git_commit
 from m2ir_lib.workbook import report, results
 
@@ -106,6 +106,7 @@ def table_section(profile: Profile, roman: str, root: Path | None = None) -> str
 
 def write_summary(profile: Profile, root: str | Path | None = None) -> Path:
     """Write `results/<profile>/README.md` from what the workbook left there; atomic."""
+    check_profile(profile)
     out = results.results_dir(profile, root)  # honours $M2IR_RESULTS unless root is given
     times_path = out / "pipeline_times.csv"
     times = pd.read_csv(times_path) if times_path.is_file() else pd.DataFrame()

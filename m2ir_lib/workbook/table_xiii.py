@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from m2ir_lib.core.config import MODEL_PRESETS, Profile, baseline_config
+from m2ir_lib.core.config import MODEL_PRESETS, Profile, baseline_config, check_profile
 from m2ir_lib.core.rivals import RIVAL_LABELS
 from m2ir_lib.engine import efficiency, speed
 from m2ir_lib.workbook import results
@@ -67,6 +67,7 @@ def efficiency_rows(
             M²IR, and in the authors' configuration counted (params and MACs, seconds:
             `efficiency.rival_macs_extrapolated`).
     """
+    check_profile(profile)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     torch.manual_seed(seed)
     frames = []
@@ -209,6 +210,7 @@ def measured_gpu_rows(
     and peak GPU memory, bf16 latency in the note. Empty when no such file exists; `profile`
     (the run profile) is the provenance of the rows.
     """
+    check_profile(profile)
     frames = []
     for path in sorted(Path(folder).glob("gpu_check_*.json")):
         found = json.loads(path.read_text())

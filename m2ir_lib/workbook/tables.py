@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from m2ir_lib.core.config import BASELINE, Profile
+from m2ir_lib.core.config import BASELINE, Profile, check_profile
 from m2ir_lib.core.rivals import RIVAL_LABELS
 from m2ir_lib.workbook.experiments import Run, plan, plan_rival, restormer_baseline, run_dir
 from m2ir_lib.workbook.settings import Data, locate
@@ -126,6 +126,7 @@ def table_runs(
         rivals: add PromptIR and AdaIR (`TRAINED_RIVALS`, one seed) after the table's rows;
             None = Tables I and II only (`RIVALS_BY_DEFAULT`); only Tables I–IV have them.
     """
+    check_profile(profile)
     if table not in TABLE_RUNS:
         raise ValueError(f"table {table!r} has no all-in-one runs; known: {list(TABLE_RUNS)}")
     data = {s: locate(s, profile, data_root, seed) for s, _, _ in TABLE_RUNS[table]}
@@ -178,6 +179,7 @@ def training_plan(
     """What notebook 02 trains: every run of Tables I–VI, the rivals of `rival_tables`, and the
     `HEADLINE` rows of Table VII with all their seeds (so notebooks 03 and 09 find them in the
     cache)."""
+    check_profile(profile)
     kw = dict(seed=seed, seeds=seeds, daclip_checkpoint=daclip_checkpoint)
     out = [
         r
@@ -235,6 +237,7 @@ def ablation_runs(
 ) -> list[Run]:
     """The runs of one ablation table (§IV-C): the paper's rows, derain only, ablation schedule;
     the `HEADLINE` rows of Table VII with `seeds` training seeds."""
+    check_profile(profile)
     if table not in ABLATIONS:
         raise ValueError(f"table {table!r} is not an ablation; known: {list(ABLATIONS)}")
     runs = [
