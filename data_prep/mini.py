@@ -48,12 +48,14 @@ from PIL import Image
 
 from data_prep import synth
 from m2ir_lib.data import datasets as m2ir_data
-from m2ir_lib.data.datasets import CDD11_TYPES, NOISE_SIGMAS, crop_to_multiple, load_image
+from m2ir_lib.data.datasets import (
+    BUILD_STAMP,
+    CDD11_TYPES,
+    NOISE_SIGMAS,
+    crop_to_multiple,
+    load_image,
+)
 
-# Written beside `manifests/`: seed, size, generator code and package versions of a synthetic
-# build. Its manifests name the same files after a rebuild, so the stamp is what tells a run
-# trained on yesterday's images from one trained on today's (`engine.runs.run_key` hashes it).
-BUILD_STAMP = ".stamp.json"
 MANIFESTS = ("mini_3d", "mini_5d", "mini_cdd11", "mini_desnow", "mini_weatherbench")
 
 

@@ -8,10 +8,10 @@
 - `m2ir_lib.workbook`: what the notebooks call for settings, runs, tables, statistics,
   verdicts, figures and the summary page.
 
-Imports only go down (`data_prep` sits between the data layer and the engine); the modules at
-this level are the command lines (`python -m m2ir_lib.pipeline|train|restore|efficiency|
-summary`). Importing this package does nothing beyond defining names: no files read, no seeds
-set, nothing downloaded.
+Imports only go down (`data_prep` sits beside the engine: both use the data layer, neither
+imports the other); the modules at this level are the command lines (`python -m
+m2ir_lib.pipeline|train|restore|efficiency|summary`). Importing this package does nothing
+beyond defining names: no files read, no seeds set, nothing downloaded.
 """
 
 __version__ = "0.1.0"

@@ -12,6 +12,7 @@ from m2ir_lib.core import config
 from m2ir_lib.core.config import get_profile
 from m2ir_lib.workbook import (
     experiments,
+    labels,
     plots,
     report,
     results,
@@ -199,7 +200,7 @@ def test_table_vii_rows_say_which_prior_ran_and_one_run_is_shown_once(tmp_path, 
     assert "MST ✗ | DACP (MLP prior) | special ✓ | shared ✓" in runs
     # with DA-CLIP weights, the full row is the paper's and the MLP row stays apart
     cfg = dataclasses.replace(runs[mlp].model, prior="daclip")
-    assert tables.ran_label("MST ✓ | DACP ✓ | special ✓ | shared ✓", cfg) == (
+    assert labels.ran_label("MST ✓ | DACP ✓ | special ✓ | shared ✓", cfg) == (
         "MST ✓ | DACP ✓ | special ✓ | shared ✓"
     )
     # the seeded headline rows still train in notebook 02
@@ -223,9 +224,9 @@ def test_paper_rows_are_matched_to_the_rows_that_ran():
     assert pd.isna(side.loc[full, ("PSNR", "reproduced")])
     assert said[full].startswith("not run; its stand-in: MST ✓ | DACP (MLP prior)")
     assert side.loc["MST ✓ | DACP ✓ | special ✓ | shared ✗", ("PSNR", "reproduced")] == 30.0
-    assert tables.ours_for(full, ["MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"])
-    assert tables.paper_label("N=4", ["N=2", "N=4"]) == "N=4"
-    assert tables.paper_label("mine", ["N=4"]) is None
+    assert labels.ours_for(full, ["MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"])
+    assert labels.paper_label("N=4", ["N=2", "N=4"]) == "N=4"
+    assert labels.paper_label("mine", ["N=4"]) is None
 
 
 def test_plan_falls_back_to_the_mlp_prior_and_says_so():

@@ -8,7 +8,7 @@ frequency learning block (AFLB), after the latent stage and after decoder levels
 positions M²IR's ADECs take). Written from the papers and from reading the authors' public
 code (swz30/Restormer, va1shn9v/PromptIR, c-yn/AdaIR), none of it copied.
 
-Complexity (Table XIII convention, `m2ir_lib.efficiency`, 480×720): Restormer 26.127M /
+Complexity (Table XIII convention, `m2ir_lib.engine.efficiency`, 480×720): Restormer 26.127M /
 744.8G MACs, AdaIR 28.785M / 777.6G, PromptIR 35.592M / 835.3G, equal to the authors' code.
 Table XIII prints 34.1M / 745G for PromptIR, which no configuration of the official code gives
 (745G is a plain Restormer's count).

@@ -36,6 +36,10 @@ from torch.utils.data import Dataset, get_worker_info
 
 MANIFEST_COLUMNS = ("split", "task", "degraded_path", "clean_path", "sigma")
 SPLITS = ("train", "test")
+# Written by `data_prep.mini` beside a synthetic build's `manifests/`: seed, size, generator code
+# and package versions. Its manifests name the same files after a rebuild, so the stamp is what
+# tells a run trained on yesterday's images from one trained on today's (`runs.run_key`).
+BUILD_STAMP = ".stamp.json"
 # Task names of docs/data.md §1; CDD11 types use OneRestore's folder names.
 BASE_TASKS = ("denoise", "derain", "dehaze", "deblur", "enhance", "desnow")
 CDD11_TYPES = (

@@ -4,5 +4,5 @@
 provenance, `runs` the cache that trains each distinct run once, `evaluate` scores a
 network on a manifest, `restore` applies one to any image, `efficiency` counts parameters and
 MACs and `speed` measures latency and memory (Table XIII), `probes` looks inside a network
-with hooks. Imports the core, data and metrics, and `data_prep`; never the workbook.
+with hooks. Imports the core and the data layer; never `data_prep` or the workbook.
 """

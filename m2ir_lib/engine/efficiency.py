@@ -1,4 +1,4 @@
-"""Model size, MACs, latency and peak memory of Table XIII, §IV-E.
+"""Model size and MACs of Table XIII, §IV-E (latency and peak memory: `engine.speed`).
 
 Counting convention (docs/readings.md §1), the one the paper's 39.1M / 961G follows:
 - params: `sum(p.numel())` over unique parameters (DA-CLIP's `visual.*` alias counted once).
@@ -8,14 +8,14 @@ Counting convention (docs/readings.md §1), the one the paper's 39.1M / 961G fol
 - attention_macs: the channel-attention products q·kᵀ and A·v, counted analytically by
   patching `model.channel_attention` while ptflops runs; ptflops sees none of them, whatever
   operator computes them. They are *not* in `macs` (the paper's convention).
-- The rivals (Restormer, PromptIR, AdaIR, `m2ir_lib.core.rivals`) are counted the same way; their
+- The rivals (Restormer, PromptIR, AdaIR, `core.rivals`) are counted the same way; their
   channel attention is M²IR's `channel_attention`, so the same products are left out. Table
   XIII's PromptIR row (34.1M / 745G) is not what the official code gives (35.592M / 835.3G).
 - DA-CLIP: its image path only (controller + frozen visual, each once: 9.2G at ViT-B-32).
   ptflops applied to the DA-CLIP module as registered counts the visual tower twice through
   the `visual` alias (13.6G, which is what 975−961 in Table XIII suggests); that figure is
   reported separately as `prior_macs_ptflops_aliased`. The text tower never runs per image.
-ptflops and open_clip are imported only when used (latency/memory work without them).
+ptflops and open_clip are imported only when used.
 """
 
 from __future__ import annotations

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch
 
-from data_prep.mini import BUILD_STAMP
 from m2ir_lib.core.config import M2IRConfig, TrainConfig
+from m2ir_lib.data.datasets import BUILD_STAMP
 from m2ir_lib.data.files import REPO_ROOT
 from m2ir_lib.engine.checkpoint import (
     FREE_TRAIN_FIELDS,
+    config_from_dict,
     config_to_dict,
     file_sha256,
     load_checkpoint,
@@ -185,9 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     the two configs as dicts."""
     spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     spec["model_cfg"] = model_config_from_dict(spec["model_cfg"])  # M²IR or a rival
-    spec["train_cfg"] = TrainConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["train_cfg"].items()}
-    )
+    spec["train_cfg"] = config_from_dict(TrainConfig, spec["train_cfg"])
     cached_train(**spec)
 
 

@@ -17,9 +17,8 @@ import pandas as pd
 from matplotlib.patches import Patch
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
+from m2ir_lib.workbook.labels import PAPER_DEVICE, paper_label
 from m2ir_lib.workbook.results import AVERAGE, FLOOR, save_figure, spec
-from m2ir_lib.workbook.table_xiii import PAPER_DEVICE
-from m2ir_lib.workbook.tables import paper_label
 
 BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#7f7f7f"
 # Ablation rows that are the full model, or the Restormer-style all-off network, keep that

@@ -13,9 +13,8 @@ from IPython.display import Markdown
 
 from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.workbook import stats
+from m2ir_lib.workbook.labels import EFFICIENCY_METRICS, PAPER_DEVICE, ours_for, paper_label
 from m2ir_lib.workbook.results import FLOOR, STATUS, paper_table, with_floor
-from m2ir_lib.workbook.table_xiii import EFFICIENCY_METRICS, PAPER_DEVICE
-from m2ir_lib.workbook.tables import ours_for, paper_label
 
 
 def show_full_tables() -> None:
@@ -145,7 +144,7 @@ def schedule_line(profile: Profile, ablation: bool = False, seeds: int | None = 
 
 def efficiency_view(df: pd.DataFrame) -> pd.DataFrame:
     """Table XIII as the paper prints it, methods × metrics in its column order
-    (`table_xiii.EFFICIENCY_METRICS`; CPU and GPU latency apart), with the device each row was
+    (`labels.EFFICIENCY_METRICS`; CPU and GPU latency apart), with the device each row was
     measured on: the paper's RTX 4090 for its rows, this machine's CPU or GPU for ours."""
     d = df[df["metric"] != STATUS]
     wide = d.pivot_table(
@@ -168,7 +167,7 @@ def efficiency_view(df: pd.DataFrame) -> pd.DataFrame:
 
 def side_by_side(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """One row per paper row label (paper order), columns (metric, source): for ablation
-    tables. Our row answering each paper row (`tables.paper_label`) sits beside it; where it
+    tables. Our row answering each paper row (`labels.paper_label`) sits beside it; where it
     is labelled otherwise (a 'DACP (MLP prior)' row without DA-CLIP weights) the column
     'this run's row' names it, so a run standing for two paper rows is seen as one run."""
     d = df[df["metric"] != STATUS]

@@ -21,19 +21,8 @@ from m2ir_lib.core.config import MODEL_PRESETS, Profile, baseline_config, check_
 from m2ir_lib.core.rivals import RIVAL_LABELS
 from m2ir_lib.engine import efficiency, speed
 from m2ir_lib.workbook import results
+from m2ir_lib.workbook.labels import EFFICIENCY_METRICS
 
-# `efficiency_table` column -> Table XIII metric, in the paper's column order; the paper's
-# latency is on its RTX 4090 (`PAPER_DEVICE`), so it is the GPU column, and a CPU latency
-# is a column of its own.
-EFFICIENCY_METRICS = {
-    "params_M": "Params (M)",
-    "macs_G": "FLOPs (G)",
-    "latency_ms_gpu": "latency GPU (ms)",
-    "latency_ms_cpu": "latency CPU (ms)",
-    "cpu_mb": "CPU memory (MB)",
-    "gpu_mb": "GPU memory (MB)",
-}
-PAPER_DEVICE = "NVIDIA RTX 4090 (the paper's, Table XIII)"
 PAPER_SIZE = (480, 720)  # Table XIII: 720×480 inputs
 
 

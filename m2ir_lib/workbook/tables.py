@@ -22,6 +22,7 @@ from pathlib import Path
 from m2ir_lib.core.config import BASELINE, Profile, check_profile
 from m2ir_lib.core.rivals import RIVAL_LABELS
 from m2ir_lib.workbook.experiments import Run, plan, plan_rival, restormer_baseline, run_dir
+from m2ir_lib.workbook.labels import paper_label, ran_label
 from m2ir_lib.workbook.settings import Data, locate
 
 # ---------------------------------------------------------------------------- Tables I–VI
@@ -254,43 +255,6 @@ def ablation_runs(
         for label, m, t in ABLATIONS[table]
     ]
     return _shown_once(_seeded(table, runs, seeds), profile)
-
-
-MLP_PRIOR = "DACP (MLP prior)"  # what a 'DACP ✓' or 'DACP MLP' row ran without DA-CLIP weights
-
-
-def ran_label(label: str, model) -> str:
-    """The row label of what ran: a Table VII row whose prior is the learnable MLP says
-    'DACP (MLP prior)' in place of the paper's 'DACP ✓' (the fallback without DA-CLIP
-    weights, `experiments.DACLIP_NOTE`) or 'DACP MLP'; other labels are the paper's."""
-    if model.prior == "mlp" and model.special_experts:
-        return label.replace("DACP ✓", MLP_PRIOR).replace("DACP MLP", MLP_PRIOR)
-    return label
-
-
-def paper_label(label: str, paper_methods) -> str | None:
-    """The paper row a reproduced row label stands for: the label itself, or for a
-    'DACP (MLP prior)' row the paper's 'DACP MLP' row when it prints one, else its 'DACP ✓'
-    row (the MLP stands in for DA-CLIP); None when the paper has no such row."""
-    paper_methods = set(paper_methods)
-    for cand in (label, label.replace(MLP_PRIOR, "DACP MLP"), label.replace(MLP_PRIOR, "DACP ✓")):
-        if cand in paper_methods:
-            return cand
-    return None
-
-
-def ours_for(paper_row: str, methods) -> str | None:
-    """Our row that answers the paper's row `paper_row`: the same label, or its
-    'DACP (MLP prior)' version (without DA-CLIP weights the full model's row is the MLP run);
-    None when this run has none."""
-    methods = set(methods)
-    for cand in (
-        paper_row,
-        paper_row.replace("DACP ✓", MLP_PRIOR).replace("DACP MLP", MLP_PRIOR),
-    ):
-        if cand in methods:
-            return cand
-    return None
 
 
 def _join(*notes: str) -> str:

@@ -14,9 +14,9 @@ import pandas as pd
 from IPython.display import Markdown
 
 from m2ir_lib.workbook import stats
+from m2ir_lib.workbook.labels import ours_for
 from m2ir_lib.workbook.report import rank_agreement
 from m2ir_lib.workbook.results import AVERAGE, FLOOR, LOWER_IS_BETTER, STATUS
-from m2ir_lib.workbook.tables import ours_for
 
 
 def _value(df, method, task, metric, source):
