@@ -189,11 +189,11 @@ def test_table_vii_rows_say_which_prior_ran_and_one_run_is_shown_once(tmp_path, 
     monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
     data = settings.locate("derain", get_profile("smoke"))
     assert data.available
-    labels = [r.label for r in tables.ablation_runs("VII", get_profile("smoke"), data)]
-    assert not any("DACP ✓" in x for x in labels)  # nothing ran DA-CLIP
+    shown = [r.label for r in tables.ablation_runs("VII", get_profile("smoke"), data)]
+    assert not any("DACP ✓" in x for x in shown)  # nothing ran DA-CLIP
     mlp = "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"
-    assert labels.count(mlp) == 1 and "MST ✓ | DACP MLP | special ✓ | shared ✓" not in labels
-    assert len(labels) == len(set(labels)) == len(tables.ABLATIONS["VII"]) - 1
+    assert shown.count(mlp) == 1 and "MST ✓ | DACP MLP | special ✓ | shared ✓" not in shown
+    assert len(shown) == len(set(shown)) == len(tables.ABLATIONS["VII"]) - 1
     runs = {r.label: r for r in tables.ablation_runs("VII", get_profile("smoke"), data)}
     assert runs[mlp].model.prior == "mlp"
     assert "'MST ✓ | DACP ✓ | special ✓ | shared ✓': the same run, shown once" in runs[mlp].note
