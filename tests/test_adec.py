@@ -11,7 +11,7 @@ from m2ir_lib.core import config
 from m2ir_lib.core.config import MODEL_PRESETS, get_profile
 from m2ir_lib.core.model import M2IR
 from m2ir_lib.engine import probes
-from m2ir_lib.workbook import adec, experiments, settings
+from m2ir_lib.workbook import adec, claims, experiments, settings
 
 SMOKE = MODEL_PRESETS["smoke"]
 
@@ -214,15 +214,20 @@ def test_table_summary_one_row_per_position_and_column(tmp_path, smoke_3d, monke
         adec.write_adec(s.drop(columns="ci_low"), "smoke", "I", root=tmp_path)
 
 
-def test_branch_that_changes_nothing_contradicts_the_claim(tmp_path, smoke_3d):
+def test_branch_that_changes_nothing_is_inert(tmp_path, smoke_3d):
     runs, ckpts = _table_i(tmp_path, smoke_3d, alpha=0.0)
-    s = adec.table_summary("I", runs[:1], ckpts, profile=get_profile("smoke"))
+    images = adec.branch_off_images("I", runs[:1], ckpts, profile=get_profile("smoke"))
+    s = adec.table_summary("I", runs[:1], ckpts, profile=get_profile("smoke"), images=images)
     change = s[s["quantity"] == adec.CHANGE]
     assert (change["value"] == 0).all()
-    assert {adec.change_verdict(r) for _, r in change.iterrows()} == {"contradicts"}
+    assert (change["n"] == 2).all()  # the smoke set's two photographs, not its images
+    assert {adec.change_verdict(r) for _, r in change.iterrows()} == {adec.INERT}
     text = adec.adec_text(s).data
     assert "changes PSNR by +0.00 dB [+0.00, +0.00] on derain" in text
-    assert "of 5: 5 contradicts" in text and "seed" not in text  # one seed: not named
+    assert "of 5: 5 inert at this scale" in text and "seed" not in text  # one seed: not named
+    rows = adec.claim_rows("I", s, images)
+    assert [r["verdict"] for r in rows] == [adec.INERT, adec.DESCRIPTIVE]
+    assert rows[0]["source"] == "ADEC (Table I)" and rows[0]["n_units"] == 2
 
 
 def _change(task, value, low, high, seed=0):
@@ -252,12 +257,90 @@ def test_adec_text_follows_the_sign_and_the_interval():
     ]
     s = pd.DataFrame(gates + rows, columns=adec.ADEC_COLUMNS)
     verdicts = [adec.change_verdict(r) for _, r in s.iloc[3:].iterrows()]
-    assert verdicts == ["supports", "contradicts", "cannot resolve", "contradicts",
+    assert verdicts == ["supports", "contradicts", "cannot resolve", adec.INERT,
                         "cannot resolve"]  # fmt: skip
     text = adec.adec_text(s).data
     assert "mean |α| per ADEC: latent 0.5, dec3 0.02, dec2 0.0012" in text
     assert "changes PSNR by -0.50 dB [-0.70, -0.30] on dehaze (30.00 → 29.50 dB, n=16)" in text
     assert "on derain (30.00 → 30.40 dB, n=16): contradicts the claim" in text
     assert "on deblur" in text and "within ±0.01 dB" in text
-    assert "of 4: 1 supports, 2 contradicts, 1 cannot resolve" in text  # Average not counted
+    # the Average is not counted
+    assert "of 4: 1 supports, 1 contradicts, 1 cannot resolve, 1 inert at this scale" in text
     assert "nothing to say" in adec.adec_text(s.iloc[:0]).data
+
+
+# ---------------------------------------------------------------------------- claim rows
+
+TABLE_I = ["dehaze", "derain", "denoise-15", "denoise-25", "denoise-50"]
+
+
+def _branch_images(effect, spread, seeds=(0, 1), photographs=4, tiles=4, seed=0):
+    """`branch_off_images`-like rows of Table I: PSNR as trained and with the branch off, the
+    branch adding `effect` dB on average; most of the spread between photographs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in seeds:
+        shift = rng.normal(0, spread)  # this run's seed luck
+        for p in range(photographs):
+            photo = rng.normal(0, spread)
+            for task in TABLE_I:
+                for t in range(tiles):
+                    on = 25 + rng.normal(0, 1)
+                    gain = effect + shift + photo + rng.normal(0, spread / 4)
+                    rows.append(dict(table="I", method="M²IR", run=f"r{s}", seed=s, task=task,
+                                     dataset="mini", sigma=np.nan, image=f"p{p}_t{t}",
+                                     unit=f"p{p}", metric="PSNR", value=on,
+                                     value_off=on - gain))  # fmt: skip
+    return pd.DataFrame(rows, columns=adec.IMAGE_COLUMNS)
+
+
+def _summary(images, alpha=(0.02, 0.01, 0.03)):
+    """The `table_summary` rows `claim_rows` reads: the columns covered and |α| per seed."""
+    rows = []
+    for s in sorted(set(images["seed"])):
+        for p, a in zip(probes.POSITIONS, alpha, strict=True):
+            rows.append(dict(method="M²IR", seed=s, quantity="alpha_abs_mean", position=p,
+                             task="", value=a * (1 + s / 10)))  # fmt: skip
+        rows += [dict(method="M²IR", seed=s, quantity=adec.CHANGE, position=adec.ALL, task=t)
+                 for t in [*TABLE_I, "Average"]]  # fmt: skip
+    return pd.DataFrame(rows, columns=adec.ADEC_COLUMNS)
+
+
+def test_claim_rows_find_a_known_branch_effect_over_photographs_and_seeds(tmp_path):
+    images = _branch_images(effect=0.5, spread=0.02)
+    rows = adec.claim_rows("I", _summary(images), images)
+    effect, alpha = rows
+    assert effect["source"] == alpha["source"] == "ADEC (Table I)"
+    assert effect["kind"] == "paper" and alpha["kind"] == "extra"
+    assert effect["n_units"] == 4 and effect["n_seeds"] == 2  # photographs, not tiles
+    on_off = images["value"] - images["value_off"]
+    assert effect["estimate"] == pytest.approx(on_off.mean())  # every column holds 16 images
+    assert effect["ci_low"] < 0.5 < effect["ci_high"] and effect["verdict"] == "supports"
+    assert effect["detectable"] < 0.5
+    assert alpha["estimate"] == pytest.approx(np.mean([0.02, 0.01, 0.03]) * 1.05)
+    assert alpha["n_seeds"] == 2 and alpha["ci_low"] < alpha["estimate"] < alpha["ci_high"]
+    again = adec.claim_rows("I", _summary(images), images)  # seeded: the same rows again
+    pd.testing.assert_frame_equal(pd.DataFrame(rows), pd.DataFrame(again))
+    text = adec.claims_caption(rows).data
+    assert (
+        f"{effect['estimate']:+.2f} dB [{effect['ci_low']:+.2f}, {effect['ci_high']:+.2f}]" in text
+    )
+    assert "4 independent units × 2 seeds" in text and "**supports**" in text
+    path = adec.write_adec_claims(rows, "smoke", "I", root=tmp_path)
+    assert path.name == "table1_3d_adec_claims.csv"
+    assert list(pd.read_csv(path).columns) == claims.CLAIM_COLUMNS
+
+
+def test_claim_rows_call_a_tiny_effect_inert_and_a_noisy_one_unresolved():
+    tiny = _branch_images(effect=0.0005, spread=0.0005)
+    effect = adec.claim_rows("I", _summary(tiny), tiny)[0]
+    assert abs(effect["estimate"]) < adec.NEGLIGIBLE_DB and effect["verdict"] == adec.INERT
+    assert (
+        "inert at this scale** (the whole interval within ±0.01 dB)"
+        in adec.claims_caption(adec.claim_rows("I", _summary(tiny), tiny)).data
+    )
+    noisy = _branch_images(effect=0.0, spread=0.5)
+    effect = adec.claim_rows("I", _summary(noisy), noisy)[0]
+    assert effect["ci_low"] < 0 < effect["ci_high"] and effect["verdict"] == "cannot resolve"
+    assert "independent units (now 4)" in effect["design"]
+    assert adec.claim_rows("I", _summary(noisy).iloc[:0], noisy) == []

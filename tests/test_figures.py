@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from m2ir_lib.core.config import get_profile
-from m2ir_lib.workbook import plots, report, results, samples, settings, visualize
+from m2ir_lib.workbook import labels, plots, report, results, samples, settings, visualize
 
 
 def _item(task, name, value=0.5):
@@ -132,6 +132,31 @@ def test_tables_print_whole_in_the_papers_order_without_empty_columns():
     assert list(only_ours.columns.get_level_values("task")) == ["low", "snow"]
 
 
+def test_our_rows_are_listed_where_the_paper_row_they_answer_is():
+    paper_i = list(dict.fromkeys(results.paper_table("I")["method"]))
+    ours = [
+        "M²IR (ours, smoke)",
+        "Extra (ours, smoke)",
+        "AdaIR (released weights)",
+        "AdaIR (ours, smoke)",
+        "Restormer-style (ours, smoke)",
+    ]
+    assert labels.in_paper_order(ours, paper_i) == [
+        "Restormer-style (ours, smoke)",  # the Restormer architecture: the paper's Restormer
+        "AdaIR (released weights)",  # two rows answering AdaIR keep the table's order
+        "AdaIR (ours, smoke)",
+        "M²IR (ours, smoke)",
+        "Extra (ours, smoke)",  # answers no paper row: after them, in the table's order
+    ]
+    paper_iii = set(results.paper_table("III")["method"])
+    assert labels.answers("AdaIR (ours, smoke)", paper_iii) == "AdaIR*"  # the starred row
+    assert labels.answers("M²IR (ours, smoke, denoise only)", ["M²IR"]) == "M²IR"
+    mlp = "MST ✓ | DACP (MLP prior) | special ✓ | shared ✓"
+    assert labels.answers(mlp, results.paper_table("VII")["method"]) == (
+        "MST ✓ | DACP MLP | special ✓ | shared ✓"
+    )
+
+
 def _xiii_rows():
     def row(method, metric, value, device):
         return results.rows(
@@ -155,10 +180,20 @@ def test_table_xiii_keeps_cpu_and_gpu_apart_and_names_the_device(tmp_path):
     table = _xiii_rows()
     view = report.efficiency_view(table)
     cols = list(view.columns)
-    assert cols[:4] == ["Params (M)", "FLOPs (G)", "latency GPU (ms)", "latency CPU (ms)"]
-    assert cols[-1] == "measured on" and "latency (ms)" not in cols
+    # every latency column names its device: the paper's RTX 4090 holds the paper's rows only
+    paper_gpu = f"latency GPU (ms) on {labels.PAPER_DEVICE}"
+    assert cols[:5] == [
+        "Params (M)",
+        "FLOPs (G)",
+        paper_gpu,
+        "latency GPU (ms) on NVIDIA H200",
+        "latency CPU (ms) on CPU (2 logical cores)",
+    ]
+    assert cols[-1] == "measured on" and not {"latency (ms)", "latency GPU (ms)"} & set(cols)
     assert view.loc[("reproduced", "M²IR (ours)"), "measured on"] == "CPU (2 logical cores)"
-    assert pd.isna(view.loc[("reproduced", "M²IR (ours)"), "latency GPU (ms)"])
+    assert pd.isna(view.loc[("reproduced", "M²IR (paper config)"), paper_gpu])
+    assert view.loc[("reproduced", "M²IR (paper config)"), "latency GPU (ms) on NVIDIA H200"] == 50
+    assert view.loc[("paper", "M²IR (w/o DA-CLIP)"), paper_gpu] == 330
     assert view.loc[("paper", "M²IR (w/o DA-CLIP)"), "measured on"].startswith("NVIDIA RTX 4090")
     fig = plots.plot_efficiency(table, path=tmp_path / "t13.png")
     titles = [ax.get_title() for ax in fig.axes]

@@ -3,6 +3,7 @@
 import ast
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,32 @@ def test_git_commit_names_the_checkout_or_says_unknown(tmp_path):
     assert here == "unknown" or len(here.removesuffix("+dirty")) == 40
     short = git_commit(short=True)
     assert short == "unknown" or len(short.removesuffix("+dirty")) < 40
+
+
+def test_commit_stamp_ignores_the_results_the_pipeline_rewrites(tmp_path):
+    """A run rewrites tracked files under results/; the code is still the commit's. A change
+    anywhere else still marks the stamp `+dirty`."""
+
+    def git(*args):
+        config = ["-c", "user.name=t", "-c", "user.email=t@e.org", "-c", "commit.gpgsign=false"]
+        subprocess.run(["git", *config, *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "results" / "mini").mkdir(parents=True)
+    (tmp_path / "results" / "mini" / "table1_3d.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+
+    def stamp():
+        git_commit.cache_clear()  # read once per process: ask again
+        return git_commit(tmp_path, short=True)
+
+    (tmp_path / "results" / "mini" / "table1_3d.csv").write_text("b\n")
+    assert not stamp().endswith("+dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert stamp().endswith("+dirty")
+    git_commit.cache_clear()
 
 
 # Renames that are not writes: a checkpoint rotated to prev.pt or set aside as damaged, and a

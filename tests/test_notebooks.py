@@ -131,6 +131,14 @@ TYPED_SCHEDULE = re.compile(
 )
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_notebook_types_a_schedule_into_its_prose(path):
+    """Steps and test-image counts are the profile's: typed into prose they go stale (notebook
+    01 said 600 steps while the runs took 400). A code cell prints them from the profile."""
+    prose = "\n".join(c.source for c in load(path).cells if c.cell_type == "markdown")
+    assert not TYPED_SCHEDULE.search(prose), TYPED_SCHEDULE.search(prose)
+
+
 @pytest.mark.parametrize("path", [p for p in TABLE_NOTEBOOKS if "_XIII_" not in p.name])
 def test_table_notebooks_close_with_computed_conclusions(path):
     """Tables I–XII: per-image scores read back, conclusions computed from the intervals,

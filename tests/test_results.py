@@ -343,7 +343,9 @@ def _per_image_frame():
                 ("M²IR (ours, smoke)", base + gain + 0.01 * k),
                 (results.FLOOR, base),
             ):
-                rows.append(("I", method, "r", 0, task, "", float("nan"), f"im{k}", "PSNR", v))
+                rows.append(
+                    ("I", method, "r", 0, task, "", float("nan"), f"im{k}", f"im{k}", "PSNR", v)
+                )
     return pd.DataFrame(rows, columns=stats.PER_IMAGE_COLUMNS)
 
 
@@ -368,7 +370,8 @@ def test_average_interval_from_per_image_rows_and_per_image_io(tmp_path):
     )
     avg = results.with_average(mine, tasks=["dehaze", "derain"], per_image=back)
     avg = avg[avg["task"] == "Average"].iloc[0]
-    assert avg["value"] == pytest.approx(25.015) and avg["n"] == 8
+    # the same 4 photographs in both columns: 4 independent units, not 8 images
+    assert avg["value"] == pytest.approx(25.015) and avg["n"] == 4
     assert avg["ci_low"] < 25.015 < avg["ci_high"]
     with pytest.raises(FileNotFoundError, match="run the table's notebook"):
         results.read_per_image("smoke", "II", root=tmp_path)
@@ -414,7 +417,7 @@ def test_headline_rows_train_with_several_seeds_on_the_same_data():
         "IX", get_profile("smoke"), data, seeds=3
     )  # only the full row is seeded
     assert [r.label for r in nine][:4] == ["K=1", "K=2", "K=2 · seed 1", "K=2 · seed 2"]
-    two = tables.table_runs("II", get_profile("smoke"), seeds=3)  # Tables II–VI: one seed
+    two = tables.table_runs("II", get_profile("smoke"), seeds=3)  # Tables II–V: one seed
     assert [r.label for r in two] == [
         "M²IR (ours, smoke)",
         "Restormer-style (ours, smoke)",
@@ -428,6 +431,21 @@ def test_headline_rows_train_with_several_seeds_on_the_same_data():
     assert len(one) == 6
     with pytest.raises(ValueError, match="at least one"):
         tables.ablation_runs("VII", get_profile("smoke"), data, seeds=0)
+
+
+def test_table_vi_tests_every_seed_table_i_trains():
+    """Table VI scores Table I's 3D runs on snow: the same runs (the same configurations, so
+    the same cache folders), every seed, so its cells pool the seeds Table I's do."""
+
+    def identity(r):  # what the run cache keys a run by (`experiments.run_dir`)
+        return (r.model, r.train, r.data, r.seed, r.tasks, r.repeats, r.daclip_checkpoint)
+
+    one = tables.table_runs("I", get_profile("smoke"), seeds=3, rivals=False)  # VI: no rivals
+    six = tables.table_runs("VI", get_profile("smoke"), seeds=3)
+    assert [r.label for r in six] == [r.label for r in one] and len(six) == 6
+    assert [r.seed for r in six] == [0, 1, 2, 0, 1, 2]
+    assert [identity(r) for r in six] == [identity(r) for r in one]
+    assert tables.rows_of(six) == ["M²IR (ours, smoke)", "Restormer-style (ours, smoke)"]
 
 
 def test_full_rows_of_tables_viii_to_xii_are_table_viis_full_run():
@@ -453,12 +471,12 @@ def test_conclusions_judge_each_claim_by_its_interval():
     ]
     table = pd.concat([results.paper_table("I"), *mine])
     text = verdicts.conclusions(table, per_image, "M²IR (ours, smoke)").data
-    assert "| dehaze | 4 |" in text and "| derain | 4 |" in text
+    assert "| dehaze | 4 × 1 |" in text and "| derain | 4 × 1 |" in text
     line = next(x for x in text.splitlines() if x.startswith("| dehaze"))
     assert line.endswith("supports |")  # +2 dB on every image
     line = next(x for x in text.splitlines() if x.startswith("| derain"))
     assert line.endswith("contradicts |") and "-0.98 [" in line
-    assert "below the input on derain" in text and "stand-in" in text
+    assert "PSNR of 2: 1 supports, 1 contradicts" in text and "stand-in" in text
 
 
 def test_ablation_conclusions_compare_rows_with_the_full_model():
@@ -470,7 +488,9 @@ def test_ablation_conclusions_compare_rows_with_the_full_model():
             ("K=3", 30.0 + k + 0.01 * (-1) ** k),  # ±0.01 around the full model
             (results.FLOOR, 25.0 + k),
         ):
-            rows.append(("IX", method, "r", 0, "derain", "", float("nan"), f"i{k}", "PSNR", v))
+            rows.append(
+                ("IX", method, "r", 0, "derain", "", float("nan"), f"i{k}", f"i{k}", "PSNR", v)
+            )
     per_image = pd.DataFrame(rows, columns=stats.PER_IMAGE_COLUMNS)
     cells = stats.cell_stats(per_image)
     mine = [
@@ -482,7 +502,7 @@ def test_ablation_conclusions_compare_rows_with_the_full_model():
     assert "-0.50 [-0.50, -0.50]" in k1 and "supports" in k1  # paper: K=1 below K=2
     k3 = next(x for x in text.splitlines() if x.startswith("| K=3"))
     assert "cannot resolve" in k3
-    assert "beats the degraded input by +5.00" in text
+    assert "the degraded input: +5.00 [+5.00, +5.00] PSNR (supports)" in text
 
 
 def test_plot_axes_hold_the_intervals_and_never_zoom_into_noise():

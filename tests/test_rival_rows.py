@@ -137,7 +137,9 @@ def test_conclusions_compare_m2ir_with_named_rivals():
                 ("AdaIR (ours, smoke)", base + 0.5 * gain),
                 (results.FLOOR, base),
             ):
-                rows.append(("I", method, "r", 0, task, "", float("nan"), f"im{k}", "PSNR", v))
+                rows.append(
+                    ("I", method, "r", 0, task, "", float("nan"), f"im{k}", f"im{k}", "PSNR", v)
+                )
     per_image = pd.DataFrame(rows, columns=stats.PER_IMAGE_COLUMNS)
     cells = stats.cell_stats(per_image)
     mine = [
@@ -148,8 +150,8 @@ def test_conclusions_compare_m2ir_with_named_rivals():
     text = verdicts.conclusions(
         table, per_image, "M²IR (ours, smoke)", rivals=["AdaIR (ours, smoke)", "PromptIR (x)"]
     ).data
-    line = next(x for x in text.split("\n\n") if x.startswith("**Claim: M²IR beats AdaIR**"))
-    assert "of 2: 2 supports" in line and "(paper: +" in line
+    line = next(x for x in text.split("\n\n") if x.startswith("**Claim: M²IR beats AdaIR"))
+    assert "PSNR of 2: 2 supports" in line and "(Average: supports)" in line
     assert "PromptIR" not in text  # no per-image scores: no sentence
     assert "only the rivals above are" in text
 

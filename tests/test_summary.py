@@ -73,3 +73,57 @@ def test_conclusion_is_read_from_the_executed_notebook_only(tmp_path):
     nb["cells"][1]["outputs"] = []  # not executed: nothing to show, nothing invented
     path.write_text(json.dumps(nb))
     assert summary.notebook_conclusion(path) is None
+
+
+def _write(root, roman, method, values, device="cpu"):
+    """Table `roman` as a run writes it: the paper's rows and one reproduced row of ours."""
+    ours = results.rows(
+        roman, method, values, profile="smoke", seed=0, data="d", commit="x", device=device
+    )
+    table = pd.concat([results.paper_table(roman), ours], ignore_index=True)
+    results.write_results(table, get_profile("smoke"), roman, root=root)
+
+
+def _block(section, title):
+    """The Markdown table under one bold heading of a section."""
+    return section.split(f"**{title}**")[1].split("**")[0]
+
+
+def test_the_papers_starred_rows_are_printed_too(tmp_path):
+    """Tables III and V print AdaIR* and PromptIR*: their rows are the paper's, not dropped."""
+    _write(tmp_path, "III", "M²IR (ours, smoke)", {("low", "PSNR"): 20.0})
+    _write(tmp_path, "V", "M²IR (ours, smoke, denoise only)", {("BSD68/15", "PSNR"): 30.0})
+    paper_iii = _block(
+        summary.table_section(get_profile("smoke"), "III", tmp_path), "Paper (printed)"
+    )
+    assert "paper / AdaIR*" in paper_iii and "paper / PromptIR " in paper_iii
+    paper_v = _block(summary.table_section(get_profile("smoke"), "V", tmp_path), "Paper (printed)")
+    row = next(line for line in paper_v.splitlines() if "paper / PromptIR*" in line)
+    assert "34.33" in row  # its BSD68/15 denoising cell, not NaN
+    assert "paper / DnCNN" not in paper_v  # the other published rows stay out
+
+
+def test_this_run_lists_rows_and_columns_in_the_papers_order(tmp_path):
+    mine = [
+        results.rows("I", m, {(t, "PSNR"): 20.0 for t in ("dehaze", "denoise-15", "derain")},
+                     profile="smoke", seed=0, data="d", commit="x")
+        for m in ("M²IR (ours, smoke)", "AdaIR (ours, smoke)", "Restormer-style (ours, smoke)")
+    ]  # fmt: skip
+    table = pd.concat([results.paper_table("I"), *mine], ignore_index=True)
+    results.write_results(table, get_profile("smoke"), "I", root=tmp_path)
+    ours = _block(summary.table_section(get_profile("smoke"), "I", tmp_path), "This run")
+    lines = [line.split("|")[1].strip() for line in ours.splitlines() if "(ours" in line]
+    assert lines == ["Restormer-style (ours, smoke)", "AdaIR (ours, smoke)", "M²IR (ours, smoke)"]
+    header = next(line for line in ours.splitlines() if "PSNR" in line)
+    assert header.index("dehaze") < header.index("derain") < header.index("denoise-15")
+
+
+def test_table_xiii_names_the_device_of_every_latency(tmp_path):
+    """A latency measured on an H200 is not set in the paper's RTX 4090 column."""
+    _write(tmp_path, "XIII", "M²IR (paper config)", {("720×480", "latency GPU (ms)"): 160.0},
+           device="NVIDIA H200")  # fmt: skip
+    section = summary.table_section(get_profile("smoke"), "XIII", tmp_path)
+    assert "latency GPU (ms) on NVIDIA RTX 4090" in _block(section, "Paper (printed)")
+    ours = _block(section, "This run")
+    assert "latency GPU (ms) on NVIDIA H200" in ours and "RTX 4090" not in ours
+    assert "160" in ours

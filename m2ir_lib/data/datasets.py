@@ -397,6 +397,10 @@ class EvalDataset(Dataset):
     ``randn(H, W, 3)`` after the crop. The stream is replayed at construction (only the
     generator states are kept), so items are independent of DataLoader workers and order.
 
+    ``unit`` names the independent test unit of each image: the manifest's ``source`` column
+    where it has one (the photograph a stand-in tile was cut from), else the image's ``name``
+    (every image of a real test set is its own unit). Intervals resample units, not tiles.
+
     Args:
         manifest: manifest path or DataFrame.
         root: data root (default ``M2IR_DATA``).
@@ -426,14 +430,14 @@ class EvalDataset(Dataset):
         self.root = _resolve_root(root)
         df = df.copy()
         df["dataset"] = df["dataset"].astype(str) if "dataset" in df.columns else ""
+        df["source"] = df["source"].fillna("").astype(str) if "source" in df.columns else ""
         order = {c: {v: i for i, v in enumerate(pd.unique(df[c]))} for c in ("task", "dataset")}
         df["_t"], df["_d"] = df["task"].map(order["task"]), df["dataset"].map(order["dataset"])
         df["_s"] = df["sigma"].fillna(-1.0)
         df["_p"] = np.where(df["degraded_path"] == "", df["clean_path"], df["degraded_path"])
         df = df.sort_values(["_t", "_d", "_s", "_p"], kind="stable")
-        self.rows = df[["task", "degraded_path", "clean_path", "sigma", "dataset"]].to_dict(
-            "records"
-        )
+        cols = ["task", "degraded_path", "clean_path", "sigma", "dataset", "source"]
+        self.rows = df[cols].to_dict("records")
         self._noise_states = self._replay_noise(noise_seed)
         if max_images is not None:
             seen: dict = {}
@@ -489,4 +493,5 @@ class EvalDataset(Dataset):
             "sigma": _sigma(row["sigma"]),
             "name": name,
             "dataset": row["dataset"],
+            "unit": row["source"] or name,
         }

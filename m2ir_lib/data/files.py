@@ -64,8 +64,13 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
 @functools.lru_cache(maxsize=4)
 def git_commit(root: str | os.PathLike | None = None, short: bool = False) -> str:
     """HEAD commit of the repository (abbreviated when `short`), suffixed ``+dirty`` when
-    tracked files differ from it; ``unknown`` outside git. Checkpoints carry the full commit,
-    result rows and the summary page the short one. Read once per process."""
+    tracked files outside `results/` differ from it; ``unknown`` outside git. Checkpoints
+    carry the full commit, result rows and the summary page the short one. Read once per
+    process.
+
+    `results/` is left out because the pipeline itself rewrites the tracked reference results
+    there: counting them would stamp every run after the first `+dirty` though the code that
+    produced it is the commit's."""
     cwd = Path(root or REPO_ROOT)
 
     def git(*args):
@@ -75,7 +80,9 @@ def git_commit(root: str | os.PathLike | None = None, short: bool = False) -> st
         head = git("rev-parse", *(["--short"] if short else []), "HEAD")
         if head.returncode != 0:
             return "unknown"
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        dirty = git(
+            "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"
+        ).stdout.strip()
         return head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -72,7 +72,8 @@ def evaluate(
             parts back in order); for parallel workers. Not with FID, a whole-set statistic.
 
     Returns:
-        ``(per_image, summary)``: per_image has columns task, dataset, sigma, name, psnr,
+        ``(per_image, summary)``: per_image has columns task, dataset, sigma, name, unit
+        (the independent unit: the photograph a tile was cut from, else the image), psnr,
         ssim (+ lpips); summary one row per task (per task, dataset and sigma where the
         manifest has several) with n, psnr, ssim (+ lpips, fid). Metrics without local
         weights read ``NA_WEIGHTS``.
@@ -104,6 +105,7 @@ def evaluate(
                 "dataset": key[1],
                 "sigma": key[2],
                 "name": item["name"],
+                "unit": item.get("unit", item["name"]),
                 "psnr": psnr,
                 "ssim": ssim,
             }

@@ -13,7 +13,14 @@ from IPython.display import Markdown
 
 from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.workbook import stats
-from m2ir_lib.workbook.labels import EFFICIENCY_METRICS, PAPER_DEVICE, ours_for, paper_label
+from m2ir_lib.workbook.labels import (
+    EFFICIENCY_METRICS,
+    PAPER_DEVICE,
+    in_paper_order,
+    latency_column,
+    ours_for,
+    paper_label,
+)
 from m2ir_lib.workbook.results import FLOOR, STATUS, paper_table, with_floor
 
 
@@ -93,7 +100,9 @@ def status_view(df: pd.DataFrame) -> pd.DataFrame:
 def interval_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """Our rows as text cells: value [95 % interval], the seed spread when several seeds
     trained, and ▼ where the cell is no better than the degraded input (`results.with_floor`).
-    Columns are (task (n=images), metric); rows are our methods, the floor last."""
+    Columns are (task (n=images), metric) in the paper's column order; rows are our methods
+    in the paper's row order (`labels.in_paper_order`: a row sits where the paper row it
+    answers sits, rows answering none follow in the table's order), the floor last."""
     d = with_floor(df)
     d = d[(d["source"] == "reproduced") & (d["metric"] != STATUS)]
     if metrics:
@@ -111,15 +120,28 @@ def interval_view(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.Data
         return ("▼ " if str(r["at_or_below_floor"]) == "True" else "") + text
 
     n = d.groupby("task", sort=False)["n"].max()
-    d = d.assign(
-        text=d.apply(cell, axis=1),
-        column=[f"{t} (n={int(n[t])})" if n[t] == n[t] else t for t in d["task"]],
-    )
+    head = {t: f"{t} (n={int(n[t])})" if pd.notna(n[t]) else t for t in n.index}
+    d = d.assign(text=d.apply(cell, axis=1), column=d["task"].map(head))
     wide = d.pivot_table(
         index="method", columns=["column", "metric"], values="text", aggfunc="first", sort=False
     ).fillna("")
-    order = [m for m in dict.fromkeys(d["method"]) if m != FLOOR] + [FLOOR]
+    tasks, mets = _paper_order(d)
+    wide = wide[[(head[t], m) for t in tasks for m in mets if (head[t], m) in wide.columns]]
+    ours = [m for m in dict.fromkeys(d["method"]) if m != FLOOR]
+    order = in_paper_order(ours, _paper_methods(df)) + [FLOOR]
     return wide.reindex([m for m in order if m in wide.index])
+
+
+def _paper_methods(df: pd.DataFrame) -> list[str]:
+    """The paper's row labels of the table, in its order: its rows in `df`, else its
+    reported file; none for a table the paper does not print."""
+    paper = list(dict.fromkeys(df.loc[df["source"] == "paper", "method"]))
+    if paper or "table" not in df or df["table"].nunique() != 1:
+        return paper
+    try:
+        return list(dict.fromkeys(paper_table(str(df["table"].iloc[0]))["method"]))
+    except (FileNotFoundError, KeyError, ValueError):
+        return []
 
 
 def schedule_line(profile: Profile, ablation: bool = False, seeds: int | None = None):
@@ -145,12 +167,26 @@ def schedule_line(profile: Profile, ablation: bool = False, seeds: int | None = 
 def efficiency_view(df: pd.DataFrame) -> pd.DataFrame:
     """Table XIII as the paper prints it, methods × metrics in its column order
     (`labels.EFFICIENCY_METRICS`; CPU and GPU latency apart), with the device each row was
-    measured on: the paper's RTX 4090 for its rows, this machine's CPU or GPU for ours."""
+    measured on: the paper's RTX 4090 for its rows, this machine's CPU or GPU for ours.
+    Milliseconds compare only on one device, so each latency column names the device that
+    measured it (`labels.latency_column`): the paper's RTX 4090 column holds the paper's rows
+    only, and a latency we measured on, say, an H200 has a column of its own."""
     d = df[df["metric"] != STATUS]
+    device = [
+        PAPER_DEVICE if src == "paper" else (v if isinstance(v, str) and v else "")
+        for src, v in zip(d["source"], d["device"], strict=True)
+    ]
+    d = d.assign(metric=[latency_column(m, v) for m, v in zip(d["metric"], device, strict=True)])
     wide = d.pivot_table(
         index=["source", "method"], columns="metric", values="value", aggfunc="first", sort=False
     )
-    order = [m for m in EFFICIENCY_METRICS.values() if m in wide.columns]
+    # each of the paper's metrics in its place, a latency once per device (the paper's first)
+    order = [
+        c
+        for m in EFFICIENCY_METRICS.values()
+        for c in sorted(wide.columns, key=lambda c: c != latency_column(m, PAPER_DEVICE))
+        if c == m or c.startswith(f"{m} on ")
+    ]
     wide = wide[order + [m for m in wide.columns if m not in order]].round(2)
     devices = d.groupby(["source", "method"], sort=False)["device"].agg(
         lambda x: "; ".join(dict.fromkeys(str(v) for v in x if isinstance(v, str) and v))

@@ -1,11 +1,12 @@
 """Result tables in one long format: the paper's numbers (§IV, Tables I–XIII) beside ours.
 
 Every table is a DataFrame with the columns of `COLUMNS`: what was measured
-(`table, method, source, task, metric, value`), how sure it is (`n` test images, the 95 %
-interval `ci_low`..`ci_high` of the mean over them, `n_seeds` training seeds and their
-standard deviation `seed_sd`, and `at_or_below_floor`: the cell is no better than the
-degraded input's, see `with_floor`) and where it came from (`profile, commit, seed, device,
-data, note`). `source` is `paper` for numbers transcribed from the paper
+(`table, method, source, task, metric, value`), how sure it is (`n` independent test units,
+i.e. photographs of the stand-in or images of a real set; the 95 % interval
+`ci_low`..`ci_high` over those units and the seeds, `stats.design_interval`; `n_seeds`
+training seeds and their standard deviation `seed_sd`, and `at_or_below_floor`: the cell is
+no better than the degraded input's, see `with_floor`) and where it came from (`profile,
+commit, seed, device, data, note`). `source` is `paper` for numbers transcribed from the paper
 (`results/reported/*.csv`, checked by tests/test_paper_tables.py; their uncertainty columns
 stay empty) and `reproduced` for ours.
 A table that could not be reproduced carries a status row (`metric == "status"`, no value,
@@ -14,7 +15,8 @@ the reason in `note`) instead of silently missing rows. Averages are computed he
 Beside each table, `<stem>_per_image.csv` holds every reproduced number per test image
 (`stats.PER_IMAGE_COLUMNS`, long form). It joins the table on (table, method, task, metric)
 with the per-image `seed` one of the cell's comma-separated `seed` list; `run` is the
-training run's cache key.
+training run's cache key; `unit` names the independent test unit (the photograph a stand-in
+tile was cut from; for a real test set the image itself), which the intervals resample.
 """
 
 from __future__ import annotations
@@ -278,9 +280,10 @@ def with_average(
     the paper lists for that metric), so an average over a partial row is never shown as if
     it were the paper's. A paper row whose printed average is missing gets a computed one.
 
-    With `per_image` (the table's per-image rows), a reproduced Average gets its image count,
-    a 95 % interval (stratified bootstrap: images resampled within each column, the mean of
-    column means recomputed; `m2ir_lib.workbook.stats.average_stats`) and its seed spread.
+    With `per_image` (the table's per-image rows), a reproduced Average gets its count of
+    independent units, a 95 % interval (units resampled within each column, or jointly where
+    every column holds the same photographs, and seeds; `stats.average_stats`) and its seed
+    spread.
     """
     out = [df[~((df["source"] == "reproduced") & (df["task"] == AVERAGE))]]
     ours = df[(df["source"] == "reproduced") & (df["metric"] != STATUS) & (df["task"] != AVERAGE)]
@@ -402,7 +405,9 @@ def read_per_image(
             "(scoring.score_rows); run the table's notebook first"
         )
     df = pd.read_csv(path, keep_default_na=False, na_values={"value": [""], "sigma": [""]})
-    return df.astype({"seed": int, "image": str, "dataset": str})[PER_IMAGE_COLUMNS]
+    if "unit" not in df:  # written before units were recorded: each image its own unit
+        df["unit"] = ""
+    return df.astype({"seed": int, "image": str, "dataset": str, "unit": str})[PER_IMAGE_COLUMNS]
 
 
 def write_frame(

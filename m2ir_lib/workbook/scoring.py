@@ -204,7 +204,7 @@ def _evaluate_cached(
     if cache.is_file() and not inception_weights:
         img = pd.read_csv(
             cache,
-            dtype={"name": str, "dataset": str},
+            dtype={"name": str, "dataset": str, "unit": str},
             keep_default_na=False,
             na_values={"sigma": [""]},
         )
@@ -300,20 +300,22 @@ def per_image_rows(table: str, method: str, run: str, seed: int, per_image: pd.D
     the paper's columns; columns the paper's table lacks and metrics without a number (LPIPS
     without weights) are left out."""
     wanted = set(results.paper_table(table)["task"])
+    unit = per_image["unit"] if "unit" in per_image else per_image["name"]  # each image alone
     d = per_image.assign(
+        unit=unit,
         key=[
             _task_key(table, t, sg, ds)
             for t, sg, ds in zip(
                 per_image["task"], per_image["sigma"], per_image["dataset"], strict=True
             )
-        ]
+        ],
     )
     d = d[d["key"].isin(wanted)]
     metrics = [
         m for m in ("psnr", "ssim", "lpips") if m in d and pd.api.types.is_numeric_dtype(d[m])
     ]
     long = d.melt(
-        id_vars=["key", "dataset", "sigma", "name"], value_vars=metrics, var_name="metric"
+        id_vars=["key", "dataset", "sigma", "name", "unit"], value_vars=metrics, var_name="metric"
     )
     long = long.rename(columns={"key": "task", "name": "image"}).assign(
         table=table, method=method, run=run, seed=int(seed), metric=long["metric"].str.upper()

@@ -22,9 +22,10 @@ import torch
 
 from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.data.files import atomic_write_text, git_commit
-from m2ir_lib.workbook import report, results
+from m2ir_lib.workbook import claims, report, results
 
-# Paper rows shown beside ours in the comparison tables (all rows of the ablations).
+# Paper rows shown beside ours in the comparison tables (all rows of the ablations), with
+# their starred variants: Tables III and V print 'AdaIR*' and 'PromptIR*' rows.
 PAPER_ROWS = ("M²IR", "Restormer", "PromptIR", "AdaIR")
 PAGE = "README.md"
 
@@ -83,12 +84,17 @@ def table_section(profile: Profile, roman: str, root: Path | None = None) -> str
     keep = (
         None
         if ablation or roman == "XIII"
-        else [m for m in PAPER_ROWS if m in set(paper["method"])]
+        else [m for m in dict.fromkeys(paper["method"]) if m.rstrip("*") in PAPER_ROWS]
     )
-    lines += ["**Paper (printed)**", "", _markdown(report.wide_view(paper, metrics, keep)), ""]
     ours = table[table["source"] == "reproduced"]
-    view = report.interval_view(table, metrics) if roman != "XIII" else report.wide_view(ours)
-    lines += [f"**This run** (`{profile.name}`; ▼ = no better than the degraded input)", ""]
+    if roman == "XIII":  # each latency column names the device that measured it
+        printed, view = report.efficiency_view(paper), report.efficiency_view(ours)
+        legend = "each latency column names the device that measured it"
+    else:
+        printed, view = report.wide_view(paper, metrics, keep), report.interval_view(table, metrics)
+        legend = "▼ = no better than the degraded input"
+    lines += ["**Paper (printed)**", "", _markdown(printed), ""]
+    lines += [f"**This run** (`{profile.name}`; {legend})", ""]
     lines += [_markdown(view), ""]
     status = report.status_view(table)
     if not status.empty:
@@ -101,6 +107,81 @@ def table_section(profile: Profile, roman: str, root: Path | None = None) -> str
     figure = out / "figures" / f"{spec.stem}.png"
     if figure.is_file():
         lines += [f"![Table {roman}](figures/{figure.name})", ""]
+    return "\n".join(lines)
+
+
+def _cost(out: Path) -> dict[str, str]:
+    """Per table, what its `paper`-profile runs cost (`reproduction_cost.csv`), in words."""
+    path = out / "reproduction_cost.csv"
+    if not path.is_file():
+        return {}
+    cost = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return {
+        r["table"]: f"{int(r['iterations']):,} iterations, GPU-hours: {r['GPU-hours']}"
+        for _, r in cost.iterrows()
+        if r.get("iterations", "").isdigit()
+    }
+
+
+def claims_section(profile: Profile, root: Path | None = None) -> str:
+    """The opening table: every claim judged at the level the paper makes it (a table's
+    Average or single column, an ablation row, a mechanism), with the paper's effect, this
+    run's, the smallest difference this design detects, the verdict and the design that
+    would test it; per-column verdicts are counted below it and listed in `*_claims.csv`."""
+    found = claims.read_claims(profile, root)
+    lines = ["## The paper's claims at a glance", ""]
+    if found.empty:
+        return "\n".join([*lines, "_No claim was judged by this run (no `*_claims.csv`)._", ""])
+    found["column"] = found["column"].fillna("").astype(str)
+    single = found.groupby(["source", "claim"])["column"].transform("nunique") == 1
+    top = found[single | found["column"].isin([results.AVERAGE, ""])]
+    rest = found.drop(top.index)
+    cost = _cost(results.results_dir(profile, root))
+
+    def num(x, metric):
+        k = 4 if metric in ("SSIM", "LPIPS") else 2
+        return f"{x:+.{k}f}" if pd.notna(x) else "—"
+
+    def design(r):
+        text = str(r["design"]) if pd.notna(r["design"]) else ""
+        return text + (f" ({cost[r['source']]})" if "paper" in text and r["source"] in cost else "")
+
+    view = pd.DataFrame(
+        {
+            "table": top["source"],
+            "claim": [
+                c + ("" if k == claims.PAPER else " (our extra comparison)")
+                for c, k in zip(top["claim"], top["kind"], strict=True)
+            ],
+            "column": top["column"],
+            "metric": top["metric"],
+            "paper": [num(x, m) for x, m in zip(top["paper_effect"], top["metric"], strict=True)],
+            "this run [95 % CI]": [
+                f"{num(e, m)} [{num(lo, m)}, {num(hi, m)}]" if pd.notna(lo) else num(e, m)
+                for e, lo, hi, m in zip(
+                    top["estimate"], top["ci_low"], top["ci_high"], top["metric"], strict=True
+                )
+            ],
+            "units × seeds": [
+                f"{int(u)} × {int(s)}" if pd.notna(u) and pd.notna(s) else "—"
+                for u, s in zip(top["n_units"], top["n_seeds"], strict=True)
+            ],
+            "detectable": [
+                num(x, m).lstrip("+") for x, m in zip(top["detectable"], top["metric"], strict=True)
+            ],
+            "verdict": top["verdict"],
+            "what would test it": [design(r) for _, r in top.iterrows()],
+        }
+    )
+    lines += [view.to_markdown(index=False), ""]
+    if not rest.empty:
+        counts = rest["verdict"].astype(str).str.split(" \\(").str[0].value_counts()
+        lines += [
+            f"Per column, {len(rest)} further verdicts: "
+            + ", ".join(f"{n} {w}" for w, n in counts.items())
+            + " (each table's `*_claims.csv`, and its section below).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -128,7 +209,8 @@ def write_summary(profile: Profile, root: str | Path | None = None) -> Path:
             f"- notebooks: {ok} of {len(times)} ok, {times['seconds'].sum() / 60:.1f} min "
             "in all (per notebook: `pipeline_times.csv`)"
         )
-    body = [table_section(profile, roman, root) for roman in results.TABLES]
+    body = [claims_section(profile, root)]
+    body += [table_section(profile, roman, root) for roman in results.TABLES]
     figures = sorted((out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
     tables = {f"{s.stem}.png" for s in results.TABLES.values()}
     others = [f for f in figures if f.name not in tables]

@@ -9,9 +9,9 @@ full-model row is the same configuration in all six, so the run cache trains it 
 `training_plan` is everything notebook 02 trains. How the trained runs become a table's rows
 is `m2ir_lib.workbook.scoring`; Table XIII is `m2ir_lib.workbook.table_xiii`.
 
-The headline rows (`HEADLINE`: Table I's two networks, Table VII's all-off and full rows, the
-full model of Tables VIII–XII) train with several seeds when asked (`seeds`); their extra
-runs are labelled `<row> · seed k` (`SEED_TAG`, `method_of`).
+The headline rows (`HEADLINE`: Table I's two networks, and so Table VI's, Table VII's all-off
+and full rows, the full model of Tables VIII–XII) train with several seeds when asked
+(`seeds`); their extra runs are labelled `<row> · seed k` (`SEED_TAG`, `method_of`).
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ _FULL = {
 }
 HEADLINE: dict[str, tuple[str, ...] | None] = {
     "I": None,
+    # Table VI tests Table I's 3D runs on unseen snow: every seed Table I trains (the same
+    # runs, from the cache), so its cells are Table I's multi-seed design.
+    "VI": None,
     "VII": ("MST ✗ | DACP ✗ | special ✗ | shared ✗", "MST ✓ | DACP ✓ | special ✓ | shared ✓"),
     **{t: (label,) for t, label in _FULL.items()},
 }
@@ -177,9 +180,9 @@ def training_plan(
     daclip_checkpoint="",
     rival_tables: tuple[str, ...] = RIVALS_BY_DEFAULT,
 ) -> list[Run]:
-    """What notebook 02 trains: every run of Tables I–VI, the rivals of `rival_tables`, and the
-    `HEADLINE` rows of Table VII with all their seeds (so notebooks 03 and 09 find them in the
-    cache)."""
+    """What notebook 02 trains: every run of Tables I–VI (Table I's, and so Table VI's, with all
+    their seeds), the rivals of `rival_tables`, and the `HEADLINE` rows of Table VII with all
+    their seeds (so notebooks 03, 08 and 09 find them in the cache)."""
     check_profile(profile)
     kw = dict(seed=seed, seeds=seeds, daclip_checkpoint=daclip_checkpoint)
     out = [

@@ -1,32 +1,532 @@
 """What a table concludes: the paper's claims against this run, in computed sentences.
 
 Everything here reads the long format of `m2ir_lib.workbook.results` and a table's per-image
-rows (for paired differences) and returns Markdown; nothing is measured here. The closing text
-of every table notebook is `conclusions`: per claim of the paper, whether this run supports it,
-contradicts it or cannot resolve it, with the 95 % interval that decides
-(`m2ir_lib.workbook.stats`).
+rows and returns Markdown; nothing is measured here. The closing text of every table
+notebook is `conclusions`: per claim of the paper, on PSNR and on SSIM, the paper's effect,
+this run's paired difference with its 95 % interval over independent units and like-for-like
+seeds (`stats.difference`), the smallest difference this design can detect, and a verdict:
+
+* "not testable here (detectable ≥ x; paper: y)" when the paper's claimed difference is
+  smaller than what 80 % power at 5 % two-sided can find with these seeds and units;
+* otherwise "supports" / "contradicts" when the interval excludes zero, "cannot resolve"
+  when it does not.
+
+A claim judged on one training seed per row adds the seed variance of the table's replicated
+rows (or, where a table has none, of Table I's), since one run's score moves with its seed.
+Only the paper's claims are called claims; a comparison the paper does not print (e.g. a
+Restormer-style row in a table without a Restormer row) is labelled "our extra comparison".
+With a profile, `conclusions` also writes every verdict as a row of
+`results/<profile>/<stem>_claims.csv` (`m2ir_lib.workbook.claims`) for the summary page.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from m2ir_lib.workbook import stats
+from m2ir_lib.core.config import Profile
+from m2ir_lib.workbook import claims, results, stats
 from m2ir_lib.workbook.labels import ours_for
 from m2ir_lib.workbook.report import rank_agreement
 from m2ir_lib.workbook.results import AVERAGE, FLOOR, LOWER_IS_BETTER, STATUS
 
+SUPPORTS, CONTRADICTS, UNRESOLVED = "supports", "contradicts", "cannot resolve"
+NOT_TESTABLE = "not testable here"
+METRICS = ("PSNR", "SSIM")
+PRACTICAL = 100  # a design needing > 100× the seeds × units is not offered at this scale
 
-def _value(df, method, task, metric, source):
-    sel = df[
-        (df["method"] == method)
-        & (df["task"] == task)
-        & (df["metric"] == metric)
-        & (df["source"] == source)
+
+def _digits(metric: str) -> int:
+    return 4 if metric in ("SSIM", "LPIPS") else 2
+
+
+def _unit(metric: str) -> str:
+    return " dB" if metric == "PSNR" else ""
+
+
+def verdict(
+    expected_sign: float,
+    ci: stats.Interval | None,
+    lower_is_better: bool = False,
+    paper_effect: float | None = None,
+    metric: str = "PSNR",
+) -> str:
+    """Does an interval of (ours − reference) agree with a claimed direction?
+
+    `expected_sign` > 0 claims ours is better; with a lower-is-better metric the interval is
+    read the other way. Where the paper prints the size of the effect (`paper_effect`) and it
+    is below what this design can detect (`Interval.detectable`), the claim is not testable
+    here, whatever the interval says. An interval that contains 0 cannot resolve the claim.
+    """
+    if ci is None:
+        return "not measured"
+    if not np.isfinite(ci.low):  # one unit, or an infinite PSNR: no interval decides
+        return UNRESOLVED
+    mdd, k, u = ci.detectable(), _digits(metric), _unit(metric)
+    if paper_effect is not None and np.isfinite(paper_effect) and abs(paper_effect) < mdd:
+        return f"{NOT_TESTABLE} (detectable ≥ {mdd:.{k}f}{u}; paper: {paper_effect:+.{k}f}{u})"
+    if not ci.excludes(0.0):
+        if paper_effect is not None and np.isfinite(paper_effect) and ci.excludes(paper_effect):
+            return f"{UNRESOLVED} (the paper's {paper_effect:+.{k}f}{u} lies outside the interval)"
+        return UNRESOLVED
+    better = (ci.estimate < 0) if lower_is_better else (ci.estimate > 0)
+    return SUPPORTS if better == (expected_sign > 0) else CONTRADICTS
+
+
+def word(v: str) -> str:
+    """The verdict's category, without its numbers."""
+    return next((w for w in (NOT_TESTABLE, UNRESOLVED) if v.startswith(w)), v)
+
+
+def _count(verdicts: list[str]) -> str:
+    n, verdicts = len(verdicts), [word(v) for v in verdicts]
+    kinds = (SUPPORTS, CONTRADICTS, NOT_TESTABLE, UNRESOLVED)
+    parts = [f"{verdicts.count(w)} {w}" for w in kinds if w in verdicts]
+    other = sum(v not in kinds for v in verdicts)
+    return f"of {n}: " + ", ".join(parts + ([f"{other} not measured"] if other else []))
+
+
+def design_needed(ci: stats.Interval | None, effect: float, metric: str = "PSNR") -> str:
+    """What design would detect `effect` (80 % power, 5 % two-sided), from this design's
+    variance components: more units (photographs or images), more seeds, or both. The
+    factor between se and the detectable difference is kept at this design's, so the answer
+    is never 'this design' where the verdict says not testable (and errs on the safe side)."""
+    if ci is None or not np.isfinite(effect) or effect == 0 or not ci.se > 0:
+        return ""
+    mdd = ci.detectable()
+    if not np.isfinite(mdd):
+        return ""
+    if mdd <= abs(effect):
+        return "this design"
+    target = (abs(effect) * ci.se / mdd) ** 2  # the variance that would make mdd = |effect|
+    v_u = sum(v for level, v, _ in ci.parts if level == "units")
+    v_s = sum(v for level, v, _ in ci.parts if level == "seeds")
+    ways = []
+    if v_s < target:
+        ways.append(f"≥ {math.ceil(ci.n * v_u / (target - v_s))} independent test units")
+    if v_u < target and v_s > 0:
+        ways.append(f"≥ {math.ceil(ci.n_seeds * v_s / (target - v_u))} seeds per row")
+    k = (v_u + v_s) / target
+    if not ways and k <= PRACTICAL:
+        ways.append(f"{math.ceil(ci.n * k)} units and {math.ceil(ci.n_seeds * k)} seeds per row")
+    if not ways:
+        ways.append(f"no practical `mini` design (the variance must shrink {k:.0f}-fold)")
+    return " or ".join(ways) + "; or the `paper` profile on the real test sets"
+
+
+def _fmt(ci: stats.Interval | None, k: int = 2) -> str:
+    if ci is None:
+        return "—"
+    if not np.isfinite(ci.low):
+        return f"{ci.estimate:+.{k}f} (no interval, n={ci.n})"
+    return f"{ci.estimate:+.{k}f} [{ci.low:+.{k}f}, {ci.high:+.{k}f}]"
+
+
+# ---------------------------------------------------------------------------- one claim
+
+
+@dataclass
+class Judged:
+    """One claim on one column, judged on each metric."""
+
+    claim: str
+    column: str
+    kind: str
+    paper: dict  # metric -> the paper's effect (nan: direction only)
+    ci: dict  # metric -> stats.Interval | None
+    verdict: dict  # metric -> str
+
+    def disagree(self) -> bool:
+        w = {word(v) for v in self.verdict.values()}
+        return {SUPPORTS, CONTRADICTS} <= w
+
+    def rows(self, source: str) -> list[dict]:
+        out = []
+        for m, ci in self.ci.items():
+            out.append(
+                dict(
+                    source=source,
+                    claim=self.claim,
+                    column=self.column,
+                    kind=self.kind,
+                    metric=m,
+                    paper_effect=self.paper[m],
+                    estimate=ci.estimate if ci else np.nan,
+                    ci_low=ci.low if ci else np.nan,
+                    ci_high=ci.high if ci else np.nan,
+                    n_units=ci.n if ci else np.nan,
+                    n_seeds=ci.n_seeds if ci else np.nan,
+                    detectable=ci.detectable() if ci else np.nan,
+                    verdict=self.verdict[m],
+                    design=design_needed(ci, self.paper[m], m),
+                )
+            )
+        return out
+
+
+class _Context:
+    """A table's per-image rows, its paper rows and where a one-seed claim's seed variance
+    comes from."""
+
+    def __init__(self, df, per_image, profile: Profile | None):
+        self.df, self.per_image, self.profile = df, per_image, profile
+        self.paper = df[df["source"] == "paper"]
+        have = set(per_image["metric"])
+        self.metrics = [m for m in METRICS if m in set(self.paper["metric"]) and m in have]
+        self.borrowed = False
+
+    def seed_var(self, metric: str, tasks: list[str]):
+        own = stats.seed_variance(self.per_image, metric, tasks)
+        if own is not None or self.profile is None:
+            return own
+        try:  # Table I trains three seeds; its spread stands in where a table has one seed
+            ref = results.read_per_image(self.profile, "I")
+        except FileNotFoundError:
+            return None
+        cols = [t for t in dict.fromkeys(ref["task"])]
+        got = (
+            stats.seed_variance(ref, metric, cols)
+            if len(tasks) > 1
+            else _pooled([stats.seed_variance(ref, metric, [t]) for t in cols])
+        )
+        self.borrowed = self.borrowed or got is not None
+        return got
+
+    def paper_effect(self, a: str, b: str, metric: str, tasks: list[str]) -> float:
+        p = self.paper[self.paper["metric"] == metric]
+
+        def mean(method):
+            v = p[(p["method"] == method) & p["task"].isin(tasks)]
+            return float(v["value"].mean()) if len(v) == len(tasks) else float("nan")
+
+        return mean(a) - mean(b)
+
+    def judge(self, claim, column, kind, a, b, tasks, paper_a="M²IR", paper_b=None, sign=1):
+        """a − b over `tasks` on each metric, against the paper's paper_a − paper_b."""
+        floor = b == FLOOR
+        paper, ci, verdict_ = {}, {}, {}
+        for m in self.metrics:
+            eff = self.paper_effect(paper_a, paper_b, m, tasks) if paper_b else float("nan")
+            d = stats.difference(
+                self.per_image, a, b, m, tasks, seedless_b=floor,
+                seed_var=self.seed_var(m, tasks),
+            )  # fmt: skip
+            if paper_b and np.isfinite(eff):
+                sign = 0 if eff == 0 else np.sign(eff)
+            paper[m], ci[m] = eff, d
+            low = m in LOWER_IS_BETTER
+            verdict_[m] = "—" if sign == 0 else verdict(sign, d, low, eff, m)
+        return Judged(claim, column, kind, paper, ci, verdict_)
+
+
+def _pooled(parts):
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    df = sum(d for _, d in parts)
+    return sum(v * d for v, d in parts) / df, float(df)
+
+
+def _table(judged: list[Judged], first: str = "column") -> str:
+    """Markdown: one line per judged claim, the metrics side by side."""
+    if not judged:
+        return ""
+    ms = list(judged[0].ci)
+    head = f"| {first} | units × seeds |"
+    for m in ms:
+        head += f" {m}: paper | {m}: this run [95 % CI] | {m}: detectable | {m}: verdict |"
+    lines = [head, "|---" * (2 + 4 * len(ms)) + "|"]
+    for j in judged:
+        d0 = next((c for c in j.ci.values() if c is not None), None)
+        size = f"{d0.n} × {d0.n_seeds}" if d0 else "—"
+        cells = f"| {j.column if first == 'column' else j.claim} | {size} |"
+        for m in ms:
+            k, p, d = _digits(m), j.paper[m], j.ci[m]
+            det = d.detectable() if d is not None else float("nan")
+            cells += (
+                f" {f'{p:+.{k}f}' if np.isfinite(p) else '—'} | {_fmt(d, k)} | "
+                f"{f'{det:.{k}f}' if np.isfinite(det) else '—'} | {word(j.verdict[m])} |"
+            )
+        lines.append(cells)
+    return "\n".join(lines)
+
+
+def _sentence(title: str, judged: list[Judged]) -> str:
+    """The claim's verdict counts per metric, and where PSNR and SSIM disagree."""
+    text = f"**{title}** This run, per column"
+    for m in judged[0].ci if judged else []:
+        cols = [j for j in judged if j.column != AVERAGE]
+        if cols:
+            text += f"; {m} {_count([j.verdict[m] for j in cols])}"
+        avg = next((j for j in judged if j.column == AVERAGE), None)
+        if avg is not None:
+            text += f" (Average: {avg.verdict[m]})"
+    split = [j.column for j in judged if j.disagree()]
+    if split:
+        text += f". PSNR and SSIM disagree on {', '.join(split)}"
+    return text + "."
+
+
+# ---------------------------------------------------------------------------- conclusions
+
+
+def conclusions(
+    df: pd.DataFrame,
+    per_image: pd.DataFrame,
+    ours: str | list[str] | None = None,
+    baseline: str | None = None,
+    metric: str | None = None,
+    reference: str | None = None,
+    rivals: list[str] | None = None,
+    profile: Profile | None = None,
+):
+    """The closing text of a table notebook, computed from the table and its per-image scores.
+
+    Tables I–VI (`ours` given): per column and for the Average, M²IR − the Restormer-style
+    network, M²IR − each trained rival and M²IR − the degraded input, on PSNR and SSIM, each a
+    paired difference over the same units and seeds, judged against the paper's margin (a
+    paper claim where the paper prints that row, else "our extra comparison"). Ablations
+    (`ours` None): every row − the full model (`reference`, default the paper's best row),
+    judged against the paper's difference; the full model against the degraded input; and
+    Kendall τ of the two orders.
+
+    Args:
+        df: the table (paper and reproduced rows, averages added).
+        per_image: the table's per-image rows (`results.read_per_image`).
+        ours: our M²IR row(s); a list when different runs cover different columns (Table V).
+        baseline: our Restormer-style row, if the table has one.
+        metric: judge only this metric (default: PSNR and SSIM, those the paper prints).
+        reference: the ablation row every other row is compared with.
+        rivals: rows of named rivals (e.g. "PromptIR (ours, mini)", "AdaIR (released
+            weights)").
+        profile: when given, the verdicts are also written to
+            `results/<profile>/<stem>_claims.csv` for the summary page.
+
+    Returns:
+        IPython Markdown.
+    """
+    ctx = _Context(df, per_image, profile)
+    if metric:
+        ctx.metrics = [metric]
+    if not ctx.metrics:
+        return Markdown("The paper prints no PSNR or SSIM for this table: nothing to judge.")
+    if ours is None:
+        text, judged = _ablation_conclusions(ctx, reference)
+    else:
+        text, judged = _table_conclusions(ctx, ours, baseline, rivals or [])
+    if profile is not None and judged:
+        roman = str(df["table"].iloc[0])
+        rows = [r for j in judged for r in j.rows(roman)]
+        claims.write_claims(rows, profile, results.spec(roman).stem)
+    return Markdown(text)
+
+
+def _covered(ctx, ours: list[str]) -> list[tuple[str, str]]:
+    """(column, our row scored on it) for the paper's columns, in the paper's order."""
+    have = ctx.per_image
+    cols = [t for t in dict.fromkeys(ctx.paper["task"]) if t != AVERAGE]
+    out = []
+    for task in cols:
+        who = next(
+            (o for o in ours if not have[(have["method"] == o) & (have["task"] == task)].empty),
+            None,
+        )
+        if who is not None:
+            out.append((task, who))
+    return out
+
+
+def _family(ctx, groups, claim, kind, b, paper_b) -> list[Judged]:
+    return [
+        ctx.judge(claim, name, kind, who, b, tasks, "M²IR", paper_b) for name, tasks, who in groups
     ]
-    return float(sel["value"].iloc[0]) if len(sel) else float("nan")
+
+
+def _table_conclusions(ctx, ours, baseline, rivals) -> tuple[str, list[Judged]]:
+    ours = [ours] if isinstance(ours, str) else list(ours)
+    covered = _covered(ctx, ours)
+    if not covered:
+        return "No reproduced scores per image in this table: nothing to judge.", []
+    groups = [(t, [t], w) for t, w in covered]
+    if len(covered) > 1 and len({w for _, w in covered}) == 1:
+        groups.append((AVERAGE, [t for t, _ in covered], covered[0][1]))
+    printed = set(ctx.paper["method"])
+    lines, judged = [], []
+    comparisons = []
+    if baseline:
+        paper_row = "Restormer" in printed
+        comparisons.append(
+            (
+                baseline,
+                "Restormer" if paper_row else None,
+                "Claim: M²IR beats Restormer (the paper's Restormer row; here the "
+                "Restormer-style network trained alike)."
+                if paper_row
+                else "Our extra comparison: M²IR against the Restormer-style network (the paper "
+                "prints no Restormer row in this table).",
+            )
+        )
+    for r in rivals:
+        name = r.split(" (")[0]  # the paper's row: "PromptIR (ours, mini)" -> "PromptIR"
+        if ctx.per_image[ctx.per_image["method"] == r].empty:
+            continue
+        comparisons.append(
+            (
+                r,
+                name if name in printed else None,
+                f"Claim: M²IR beats {name} (the paper's {name} row; here {r})."
+                if name in printed
+                else f"Our extra comparison: M²IR against {r}.",
+            )
+        )
+    for b, paper_b, title in comparisons:
+        kind = claims.PAPER if paper_b else claims.EXTRA
+        claim = title.split(" (")[0].rstrip(".").split(": ", 1)[1]  # "M²IR beats Restormer"
+        fam = _family(ctx, groups, claim, kind, b, paper_b)
+        judged += fam
+        lines += [_sentence(title, fam), _table(fam)]
+    floor = _family(
+        ctx,
+        groups,
+        "M²IR restores the column (above the degraded input)",
+        claims.PAPER,
+        FLOOR,
+        None,
+    )
+    judged += floor
+    lines += [
+        _sentence(
+            "Claim: M²IR restores every column (better than the degraded input; implicit in "
+            "every row of the paper).",
+            floor,
+        ),
+        _table(floor),
+    ]
+    lines.append(_design_sentence(ctx, covered[0][1], judged))
+    lines.append(_data_sentence(ctx.df, covered[0][1], rivals))
+    return "\n\n".join(lines), judged
+
+
+def _design_sentence(ctx, method, judged: list[Judged]) -> str:
+    """How many units and seeds the verdicts rest on, and where the seed variance came from."""
+    seeds = sorted(set(ctx.per_image.loc[ctx.per_image["method"] == method, "seed"]))
+    used = sorted({c.n_seeds for j in judged for c in j.ci.values() if c is not None})
+    text = (
+        f"{method} was trained with {len(seeds)} seed(s) ({', '.join(map(str, seeds))}). "
+        "A difference pairs the same test units and the same seeds (a one-seed row meets the "
+        "other row's run of that seed; the comparisons here rest on "
+        f"{' to '.join(map(str, used)) or 'no'} seed(s)), and its interval resamples the "
+        "independent units (photographs of the stand-in, images of a real set) and the seeds."
+    )
+    if any(c is not None and c.n_seeds == 1 for j in judged for c in j.ci.values()):
+        text += (
+            " A comparison on one seed also carries the seed-to-seed variance of "
+            + (
+                "Table I's replicated rows (this table trains no row twice)"
+                if ctx.borrowed
+                else "this table's replicated rows"
+            )  # fmt: skip
+            + ", because one run's score moves with its seed."
+        )
+    return text + (
+        " 'detectable' is the smallest true difference this design finds with 80 % power at "
+        "5 % two-sided; a paper effect below it is not testable here."
+    )
+
+
+def _data_sentence(df: pd.DataFrame, method: str, rivals=()) -> str:
+    ours = df[(df["source"] == "reproduced") & (df["method"] == method)]
+    profile, data = (
+        (str(ours["profile"].iloc[0]), str(ours["data"].iloc[0])) if len(ours) else ("", "")
+    )
+    synthetic = "synthetic" in data or "stand-in" in data
+    others = "the paper's margins over the other published methods are not tested here" + (
+        " (only the rivals above are)." if rivals else " (those networks are not retrained)."
+    )
+    lead = f"Measured at profile `{profile}` on {data}. "
+    if synthetic:
+        return (
+            lead
+            + "These verdicts are about this stand-in and this budget, not about the "
+            + (f"paper's numbers; {others}")
+        )
+    return lead + others[0].upper() + others[1:]
+
+
+def _ablation_conclusions(ctx, reference) -> tuple[str, list[Judged]]:
+    metric = ctx.metrics[0]
+    paper = ctx.paper[ctx.paper["metric"] == metric].drop_duplicates("method")
+    task = paper["task"].iloc[0]
+    reference = reference or paper.loc[paper["value"].idxmax(), "method"]
+    have = set(ctx.per_image.loc[ctx.per_image["metric"] == metric, "method"])
+    ours_ref = ours_for(reference, have)  # without DA-CLIP weights: its MLP-prior run
+    if ours_ref is None:
+        return f"The full model ('{reference}') has no {metric} here: nothing to compare with.", []
+    judged, same = [], []
+    for _, r in paper.iterrows():
+        who = ours_for(r["method"], have)
+        if r["method"] == reference or who is None:
+            continue
+        if who == ours_ref:  # e.g. the paper's 'DACP MLP' row when the full model is the MLP run
+            same.append(r["method"])
+            continue
+        j = ctx.judge(f"'{r['method']}' vs the full model", task, claims.PAPER, who, ours_ref,
+                      [task], r["method"], reference)  # fmt: skip
+        j.claim = f"{r['method']} − full model"
+        judged.append(j)
+    k = _digits(metric)
+    spread = paper["value"].max() - paper["value"].min()
+    lines = [
+        f"**Claim: the full model ('{reference}') is the best row** (paper: the other rows "
+        f"{spread:.{k}f}{_unit(metric)} or less below it). Each row − the full model, on the "
+        f"same test units and the same seed(s): "
+        + "; ".join(f"{m} {_count([j.verdict[m] for j in judged])}" for m in ctx.metrics)
+        + ".",
+        _table(judged, first="row"),
+    ]
+    if ours_ref != reference or same:
+        lines.append(
+            f"The paper's full model '{reference}' is answered here by the run '{ours_ref}'"
+            + (" (no DA-CLIP weights: the MLP prior stands in)" if ours_ref != reference else "")
+            + (
+                f"; the paper's row(s) {', '.join(repr(m) for m in same)} are that same run, "
+                "shown once and not compared with itself"
+                if same
+                else ""
+            )
+            + "."
+        )
+    full = ctx.judge("the full model restores the column (above the degraded input)", task,
+                     claims.PAPER, ours_ref, FLOOR, [task])  # fmt: skip
+    judged.append(full)
+    v = full.verdict[metric]
+    lines.append(
+        f"The full model − the degraded input: {_fmt(full.ci[metric], k)} {metric} ({v})"
+        + (
+            "."
+            if v == SUPPORTS
+            else ": it has barely learned the task, so the order of the rows says little "
+            "about the components."
+        )
+    )
+    agree = rank_agreement(ctx.df[ctx.df["metric"] == metric], metric)
+    if np.isfinite(agree["kendall_tau"]):
+        read = (
+            "no evidence that the two orders agree"
+            if agree["p_value"] > 0.05
+            else ("the orders agree" if agree["kendall_tau"] > 0 else "the orders are reversed")
+        )
+        lines.append(
+            f"Order of the rows: Kendall τ = {agree['kendall_tau']:.2f} over {agree['rows']} "
+            f"rows, permutation p = {agree['p_value']:.2f}: {read}."
+        )
+    lines.append(_design_sentence(ctx, ours_ref, judged))
+    lines.append(_data_sentence(ctx.df, ours_ref))
+    return "\n\n".join(lines), judged
 
 
 def summary_text(
@@ -50,16 +550,18 @@ def summary_text(
     tasks = list(dict.fromkeys(df.loc[df["metric"] == metric, "task"]))
     task = task or (AVERAGE if AVERAGE in tasks else tasks[0])
 
+    def value(method, source):
+        sel = df[(df["method"] == method) & (df["task"] == task) & (df["metric"] == metric)
+                 & (df["source"] == source)]  # fmt: skip
+        return float(sel["value"].iloc[0]) if len(sel) else float("nan")
+
     def sentence(source, who, refs):
-        v = _value(df, who, task, metric, source)
+        v = value(who, source)
         if not np.isfinite(v):
             why = df.loc[(df["method"] == who) & (df["metric"] == STATUS), "note"]
             return f"no {metric} for {who} ({'; '.join(why) or 'not measured'})"
         parts = [f"{who}: {task} {metric} {v:.2f}"]
-        for r in refs:
-            w = _value(df, r, task, metric, source)
-            if np.isfinite(w):
-                parts.append(f"{v - w:+.2f} over {r}")
+        parts += [f"{v - w:+.2f} over {r}" for r in refs if np.isfinite(w := value(r, source))]
         return ", ".join(parts)
 
     ours_rows = df[(df["source"] == "reproduced") & (df["method"] == ours)]
@@ -72,348 +574,3 @@ def summary_text(
         f"**Paper:** {sentence('paper', paper, paper_references)}.\n\n"
         f"**This run** ({where}): {sentence('reproduced', ours, references)}."
     )
-
-
-def ablation_text(df: pd.DataFrame, metric: str = "PSNR"):
-    """Best row and spread in the paper and in this run, and whether the orders agree."""
-    lines = []
-    for source in ("paper", "reproduced"):
-        d = df[(df["source"] == source) & (df["metric"] == metric) & np.isfinite(df["value"])]
-        d = d.drop_duplicates("method")
-        if d.empty:
-            lines.append(f"**{source}:** no {metric} values.")
-            continue
-        best = d.loc[d["value"].idxmax()]
-        lines.append(
-            f"**{'Paper' if source == 'paper' else 'This run'}:** best row "
-            f"'{best['method']}' ({best['value']:.2f}); best − worst = "
-            f"{d['value'].max() - d['value'].min():.2f} over {len(d)} rows."
-        )
-    agree = rank_agreement(df, metric)
-    lines.append(
-        f"Kendall τ between the two orders over {agree['rows']} shared rows: "
-        f"{agree['kendall_tau']:.2f}, permutation p = {agree['p_value']:.2f} "
-        "(1 = same order, 0 = unrelated)."
-    )
-    return Markdown("\n\n".join(lines))
-
-
-# ---------------------------------------------------------------------------- conclusions
-
-SUPPORTS, CONTRADICTS, UNRESOLVED = "supports", "contradicts", "cannot resolve"
-
-
-def verdict(expected_sign: float, ci: stats.Interval | None, lower_is_better=False) -> str:
-    """Does an interval of (ours − reference) agree with a claimed direction?
-
-    `expected_sign` > 0 claims ours is better. With a lower-is-better metric the interval is
-    read the other way. An interval that contains 0 cannot resolve the claim.
-    """
-    if ci is None:
-        return "not measured"
-    if not np.isfinite(ci.low):  # one image, or an infinite PSNR: no interval decides
-        return UNRESOLVED
-    if not ci.excludes(0.0):
-        return UNRESOLVED
-    better = (ci.estimate < 0) if lower_is_better else (ci.estimate > 0)
-    return SUPPORTS if better == (expected_sign > 0) else CONTRADICTS
-
-
-def seed_checked(v: str, per_image, a, b, metric, tasks) -> str:
-    """Downgrade a verdict to 'cannot resolve' when the difference changes sign between
-    training seeds (`stats.seed_differences`): images alone then do not decide it."""
-    d = stats.seed_differences(per_image, a, b, metric, tasks)
-    if v in (SUPPORTS, CONTRADICTS) and len(d) > 1 and not (np.all(d > 0) or np.all(d < 0)):
-        return f"{UNRESOLVED} (sign varies over seeds: {d.min():+.2f} to {d.max():+.2f})"
-    return v
-
-
-def _fmt(ci: stats.Interval | None, k: int = 2) -> str:
-    if ci is None:
-        return "—"
-    if not np.isfinite(ci.low):
-        return f"{ci.estimate:+.{k}f} (no interval, n={ci.n})"
-    return f"{ci.estimate:+.{k}f} [{ci.low:+.{k}f}, {ci.high:+.{k}f}]"
-
-
-def _count(verdicts: list[str]) -> str:
-    n = len(verdicts)
-    verdicts = [UNRESOLVED if v.startswith(UNRESOLVED) else v for v in verdicts]
-    parts = [
-        f"{sum(v == w for v in verdicts)} {w}"
-        for w in (SUPPORTS, CONTRADICTS, UNRESOLVED)
-        if any(v == w for v in verdicts)
-    ]
-    other = sum(v not in (SUPPORTS, CONTRADICTS, UNRESOLVED) for v in verdicts)
-    return f"of {n}: " + ", ".join(parts + ([f"{other} not measured"] if other else []))
-
-
-def _where(df: pd.DataFrame, method: str) -> tuple[str, str]:
-    ours = df[(df["source"] == "reproduced") & (df["method"] == method)]
-    if ours.empty:
-        return "", ""
-    return str(ours["profile"].iloc[0]), str(ours["data"].iloc[0])
-
-
-def _seed_sentence(df, method, task, metric) -> str:
-    r = df[
-        (df["source"] == "reproduced")
-        & (df["method"] == method)
-        & (df["task"] == task)
-        & (df["metric"] == metric)
-    ]
-    if r.empty or not (r["n_seeds"].iloc[0] > 1):
-        return (
-            f"{method} trained with one seed here: the intervals cover the choice of test "
-            "images, not the training seed."
-        )
-    return (
-        f"{method} trained with {int(r['n_seeds'].iloc[0])} seeds: its {task} {metric} varies "
-        f"by sd {r['seed_sd'].iloc[0]:.2f} between them; the intervals cover the test images "
-        "(each image averaged over seeds), not this seed spread."
-    )
-
-
-def conclusions(
-    df: pd.DataFrame,
-    per_image: pd.DataFrame,
-    ours: str | list[str] | None = None,
-    baseline: str | None = None,
-    metric: str = "PSNR",
-    reference: str | None = None,
-    rivals: list[str] | None = None,
-):
-    """The closing text of a table notebook, computed from the table and its per-image scores.
-
-    Tables I–VI (`ours` given): per column and for the Average, M²IR − the Restormer-style
-    network and M²IR − the degraded input, each a paired bootstrap interval over the same test
-    images, judged against the paper's claim (M²IR better; the paper's own M²IR − Restormer
-    margin where it prints a Restormer row). Ablations (`ours` None): every row − the full
-    model (`reference`, default the paper's best row), judged against the paper's sign of
-    that difference, the full model against the degraded input, and Kendall τ of the orders.
-
-    Args:
-        df: the table (paper and reproduced rows, averages added).
-        per_image: the table's per-image rows (`results.read_per_image`).
-        ours: our M²IR row(s); a list when different runs cover different columns (Table V).
-        baseline: our Restormer-style row, if the table has one.
-        metric: which metric to judge.
-        reference: the ablation row every other row is compared with.
-        rivals: rows of named rivals (e.g. "PromptIR (ours, mini)", "AdaIR (released
-            weights)"): M²IR − each, per column and on the Average, beside the paper's margin
-            over the method the row is named after.
-
-    Returns:
-        IPython Markdown.
-    """
-    if ours is None:
-        return Markdown(_ablation_conclusions(df, per_image, metric, reference))
-    return Markdown(_table_conclusions(df, per_image, ours, baseline, metric, rivals or []))
-
-
-def _rival_sentence(per_image, paper, groups, rival, metric, low, k) -> str | None:
-    """'Claim: M²IR beats <rival>' with this run's paired differences; None when the rival
-    has no per-image scores (not trained, no data)."""
-    if per_image[(per_image["method"] == rival) & (per_image["metric"] == metric)].empty:
-        return None
-    name = rival.split(" (")[0]  # the paper's row: "PromptIR (ours, mini)" -> "PromptIR"
-    verdicts, avg = [], ""
-    for task, tasks, who in groups:
-        d = stats.difference(per_image, who, rival, metric, tasks)
-        if d is None:
-            continue
-        v = seed_checked(verdict(1, d, low), per_image, who, rival, metric, tasks)
-        if task == AVERAGE:
-            gap = _paper_mean(paper, "M²IR", tasks) - _paper_mean(paper, name, tasks)
-            paper_gap = f" (paper: {gap:+.{k}f})" if np.isfinite(gap) else ""
-            avg = f". Average: {_fmt(d, k)}{paper_gap} → {v}"
-        else:
-            verdicts.append(v)
-    if not verdicts:
-        return None
-    return (
-        f"**Claim: M²IR beats {name}** (the paper's {name} row). This run, M²IR − {rival}, "
-        f"per column, {_count(verdicts)}{avg}."
-    )
-
-
-def _table_conclusions(df, per_image, ours, baseline, metric, rivals=()) -> str:
-    ours = [ours] if isinstance(ours, str) else list(ours)
-    low = metric in LOWER_IS_BETTER
-    paper = df[(df["source"] == "paper") & (df["metric"] == metric)]
-    cols = [t for t in dict.fromkeys(paper["task"]) if t != AVERAGE]
-    have = per_image[per_image["metric"] == metric]
-    lines, vs_base, vs_floor, rows = [], [], [], []
-    covered = []
-    for task in cols:
-        who = next(
-            (o for o in ours if not have[(have["method"] == o) & (have["task"] == task)].empty),
-            None,
-        )
-        if who is None:
-            continue
-        covered.append((task, who))
-    groups = [(t, [t], w) for t, w in covered]
-    if len(covered) > 1 and len({w for _, w in covered}) == 1:
-        groups.append((AVERAGE, [t for t, _ in covered], covered[0][1]))
-    k = 4 if metric in ("SSIM", "LPIPS") else 2
-    for name, tasks, who in groups:
-        p_m = _paper_mean(paper, "M²IR", tasks)
-        p_r = _paper_mean(paper, "Restormer", tasks)
-        d_b = stats.difference(per_image, who, baseline, metric, tasks) if baseline else None
-        d_f = stats.difference(per_image, who, FLOOR, metric, tasks)
-        v_b = seed_checked(verdict(1, d_b, low), per_image, who, baseline, metric, tasks)
-        v_f = seed_checked(verdict(1, d_f, low), per_image, who, FLOOR, metric, tasks)
-        if name != AVERAGE:
-            vs_base.append((name, v_b, d_b))
-            vs_floor.append((name, v_f, d_f))
-        n = d_f.n if d_f is not None else 0
-        paper_gap = f"{p_m - p_r:+.{k}f}" if np.isfinite(p_m - p_r) else "—"
-        vs_b = f"| {paper_gap} | {_fmt(d_b, k)} | {v_b} " if baseline else ""
-        rows.append(f"| {name} | {n} {vs_b}| {_fmt(d_f, k)} | {v_f} |")
-    if not rows:
-        return f"No reproduced {metric} with per-image scores in this table: nothing to judge."
-    vs_b = (
-        f"| paper: M²IR − Restormer | this run: M²IR − {baseline} [95 % CI] | verdict "
-        if baseline
-        else ""
-    )
-    head = (
-        f"| column | n images {vs_b}| this run: M²IR − degraded input [95 % CI] | verdict |\n"
-        + "|---" * (7 if baseline else 4)
-        + "|"
-    )
-    lines.append(head + "\n" + "\n".join(rows))
-    avg = next((r for r in groups if r[0] == AVERAGE), None)
-    if baseline:
-        text = (
-            f"**Claim: M²IR beats a Restormer-style network** (the paper's Restormer row, or "
-            f"Table VII's all-off row where this table has none). This run, per column, "
-            f"{_count([v for _, v, _ in vs_base])}"
-        )
-        bad = [f"{t} ({_fmt(c, k)})" for t, v, c in vs_base if v == CONTRADICTS]
-        text += f"; below it on {', '.join(bad)}" if bad else ""
-        if avg is not None:
-            d = stats.difference(per_image, avg[2], baseline, metric, avg[1])
-            v = seed_checked(verdict(1, d, low), per_image, avg[2], baseline, metric, avg[1])
-            text += f". Average: {_fmt(d, k)} → {v}"
-        lines.append(text + ".")
-    lines += filter(None, (_rival_sentence(per_image, paper, groups, r, metric, low, k)
-                           for r in rivals))  # fmt: skip
-    text = (
-        f"**Claim: M²IR restores every column** (better than the degraded input; implicit in "
-        f"every row of the paper). This run, {_count([v for _, v, _ in vs_floor])}"
-    )
-    bad = [f"{t} ({_fmt(c, k)})" for t, v, c in vs_floor if v == CONTRADICTS]
-    unres = [t for t, v, _ in vs_floor if v.startswith(UNRESOLVED)]
-    text += f"; below the input on {', '.join(bad)}" if bad else ""
-    text += f"; indistinguishable from it on {', '.join(unres)}" if unres else ""
-    lines.append(text + ".")
-    task0 = AVERAGE if avg is not None else covered[0][0]
-    lines.append(_seed_sentence(df, covered[0][1], task0, metric))
-    lines.append(_data_sentence(df, covered[0][1], rivals))
-    return "\n\n".join(lines)
-
-
-def _paper_mean(paper: pd.DataFrame, method: str, tasks: list[str]) -> float:
-    v = paper[(paper["method"] == method) & paper["task"].isin(tasks)]
-    return float(v["value"].mean()) if len(v) == len(tasks) else float("nan")
-
-
-def _data_sentence(df: pd.DataFrame, method: str, rivals=()) -> str:
-    profile, data = _where(df, method)
-    synthetic = "synthetic" in data or "stand-in" in data
-    others = "The paper's margins over the other published methods are not tested here" + (
-        " (only the rivals above are)." if rivals else " (those networks are not retrained)."
-    )
-    return f"Measured at profile `{profile}` on {data}. " + (
-        "These verdicts are about this stand-in and this budget, not about the paper's "
-        "numbers; " + others[0].lower() + others[1:]
-        if synthetic
-        else others
-    )
-
-
-def _ablation_conclusions(df, per_image, metric, reference) -> str:
-    low = metric in LOWER_IS_BETTER
-    paper = df[(df["source"] == "paper") & (df["metric"] == metric)].drop_duplicates("method")
-    if paper.empty:
-        return f"The paper prints no {metric} for this table."
-    task = paper["task"].iloc[0]
-
-    reference = reference or paper.loc[paper["value"].idxmax(), "method"]
-    p_ref = float(paper.loc[paper["method"] == reference, "value"].iloc[0])
-    have = set(per_image.loc[per_image["metric"] == metric, "method"])
-    ours_ref = ours_for(reference, have)  # without DA-CLIP weights: its MLP-prior run
-    if ours_ref is None:
-        return f"The full model ('{reference}') has no {metric} here: nothing to compare with."
-    k = 4 if metric in ("SSIM", "LPIPS") else 2
-    rows, verdicts, same = [], [], []
-    for _, r in paper.iterrows():
-        who = ours_for(r["method"], have)
-        if r["method"] == reference or who is None:
-            continue
-        if who == ours_ref:  # e.g. the paper's 'DACP MLP' row when the full model is the MLP run
-            same.append(r["method"])
-            continue
-        gap = float(r["value"]) - p_ref
-        d = stats.difference(per_image, who, ours_ref, metric, [task])
-        f = stats.difference(per_image, who, FLOOR, metric, [task])
-        v = verdict(-1 if gap < 0 else 1, d, low) if gap != 0 else "—"
-        v = seed_checked(v, per_image, who, ours_ref, metric, [task])
-        verdicts.append(v)
-        rows.append(f"| {who} | {gap:+.{k}f} | {_fmt(d, k)} | {v} | {_fmt(f, k)} |")
-    full_f = stats.difference(per_image, ours_ref, FLOOR, metric, [task])
-    lines = [
-        "| row | paper: row − full | this run: row − full [95 % CI] | verdict "
-        "| this run: row − degraded input [95 % CI] |\n|---|---|---|---|---|\n" + "\n".join(rows)
-    ]
-    spread = paper["value"].max() - paper["value"].min()
-    verdicts = [v for v in verdicts if v != "—"]
-    if ours_ref != reference or same:
-        lines.append(
-            f"The paper's full model '{reference}' is answered here by the run '{ours_ref}'"
-            + (" (no DA-CLIP weights: the MLP prior stands in)" if ours_ref != reference else "")
-            + (
-                f"; the paper's row(s) {', '.join(repr(m) for m in same)} are that same run, "
-                "shown once and not compared with itself"
-                if same
-                else ""
-            )
-            + "."
-        )
-    lines.append(
-        f"**Claim: the full model ('{reference}') is the best row** (paper: the other rows "
-        f"{spread:.{k}f}{' dB' if metric == 'PSNR' else ''} or less below it). This run, "
-        f"rows compared with it on the same {full_f.n if full_f else '?'} test images, "
-        f"{_count(verdicts)}."
-        + (
-            " A difference counts as resolved only when it keeps its sign against each of "
-            "the full model's training seeds."
-            if len(set(per_image.loc[per_image["method"] == ours_ref, "seed"])) > 1
-            else ""
-        )
-    )
-    fv = seed_checked(verdict(1, full_f, low), per_image, ours_ref, FLOOR, metric, [task])
-    if fv == SUPPORTS:
-        lines.append(f"The full model beats the degraded input by {_fmt(full_f, k)} {metric}.")
-    else:
-        lines.append(
-            f"The full model is not shown better than the degraded input ({_fmt(full_f, k)}, "
-            f"{fv}): it has barely learned the task, so the order of the rows says little "
-            "about the components."
-        )
-    agree = rank_agreement(df[df["metric"] == metric], metric)
-    if np.isfinite(agree["kendall_tau"]):
-        read = (
-            "no evidence that the two orders agree"
-            if agree["p_value"] > 0.05
-            else ("the orders agree" if agree["kendall_tau"] > 0 else "the orders are reversed")
-        )
-        lines.append(
-            f"Order of the rows: Kendall τ = {agree['kendall_tau']:.2f} over {agree['rows']} "
-            f"rows, permutation p = {agree['p_value']:.2f}: {read}."
-        )
-    lines.append(_seed_sentence(df, ours_ref, task, metric))
-    lines.append(_data_sentence(df, ours_ref))
-    return "\n\n".join(lines)
