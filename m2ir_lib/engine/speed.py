@@ -22,8 +22,10 @@ import time
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.benchmark import Timer
 
-from m2ir_lib.core.config import M2IRConfig
+from m2ir_lib.core.config import M2IRConfig, TrainConfig
+from m2ir_lib.core.losses import total_loss
 from m2ir_lib.core.rivals import RivalConfig
 from m2ir_lib.data.files import REPO_ROOT
 from m2ir_lib.engine.efficiency import (
@@ -33,6 +35,7 @@ from m2ir_lib.engine.efficiency import (
     resolve_config,
     table_xiii_models,
 )
+from m2ir_lib.engine.train import accumulation, make_optimizer
 
 
 def _autocast(device, amp_dtype):
@@ -76,6 +79,60 @@ def measure_latency(
     return statistics.median(times)
 
 
+def measure_train_step(
+    model: nn.Module,
+    tc: TrainConfig,
+    device="cpu",
+    amp_dtype: torch.dtype | None = None,
+    steps: int = 3,
+    warmup: int = 1,
+) -> dict:
+    """Seconds per optimizer step of `m2ir_lib.engine.train.train` on one process: the
+    `tc.global_batch` samples as `accumulation` micro-batches of `tc.batch_size` random
+    `tc.patch`² crops, eq. (11) with `tc`'s switches, the loop's AdamW and step. Data loading
+    is left out (fixed tensors), so this is the network's cost, not the input pipeline's.
+
+    Returns: step_s (mean over `steps` timed steps, torch.utils.benchmark, synchronised),
+    images_per_s, micro_batch, accumulation, global_batch and, on a GPU, gpu_peak_mb
+    (torch.cuda.max_memory_allocated over the timed steps, weights and AdamW state included).
+    """
+    accum = accumulation(tc, 1)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]  # DA-CLIP is frozen
+    opt = make_optimizer(params, tc, device)
+    x, y = (_image((tc.patch, tc.patch), device, tc.batch_size, seed) for seed in (0, 1))
+    loss_kw = dict(lambda1=tc.lambda1, lambda2=tc.lambda2, charbonnier=tc.charbonnier,
+                   use_balance=tc.use_balance, use_fft=tc.use_fft)  # fmt: skip
+
+    def step():  # the body of train()'s loop for world size 1
+        for _ in range(accum):
+            with _autocast(device, amp_dtype):
+                pred, routings = model(x, return_routing=True)
+            loss, _ = total_loss(pred.float(), y, routings, **loss_kw)
+            (loss / accum).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):  # allocator, cuDNN autotuning, AdamW state
+        step()
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = Timer("step()", globals={"step": step}).timeit(steps).mean
+    out = {
+        "step_s": seconds,
+        "images_per_s": tc.global_batch / seconds,
+        "micro_batch": tc.batch_size,
+        "accumulation": accum,
+        "global_batch": tc.global_batch,
+        "timed_steps": steps,
+    }
+    if cuda:
+        out["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
 def _proc_status_mb(field: str) -> float | None:
     try:  # Linux only; elsewhere the CPU numbers are left out
         with open("/proc/self/status") as f:
@@ -116,7 +173,8 @@ def peak_memory(
 
 
 _RSS_PROBE = """import json, sys, torch
-from m2ir_lib.core.config import M2IRConfig
+from m2ir_lib.core.config import M2IRConfig, TrainConfig
+from m2ir_lib.core.losses import total_loss
 from m2ir_lib.core.rivals import RivalConfig
 from m2ir_lib.engine.efficiency import _image, build_network
 from m2ir_lib.engine.speed import _proc_status_mb

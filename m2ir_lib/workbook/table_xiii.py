@@ -189,21 +189,66 @@ GPU_LABELS = {  # gpu_check.py's model names -> this table's rows
     "M²IR (w/o DA-CLIP)": "M²IR (paper config, w/o DA-CLIP)",
     "Restormer-style baseline": "Restormer-style (paper config)",
 }
+# gpu_reference.py's networks -> this table's rows (the rivals in the authors' configuration)
+REFERENCE_LABELS = {
+    "m2ir_daclip": "M²IR (paper config, DA-CLIP structure)",
+    "m2ir_none": "M²IR (paper config, w/o DA-CLIP)",
+    **{n: f"{label} (authors' config)" for n, label in RIVAL_LABELS.items()},
+}
+PRECISIONS = ("fp32", "bf16")
+NO_REFERENCE = (
+    "latency GPU (ms), GPU memory (MB): not measured: no benchmarks/measured/gpu_reference_*.json"
+    " (run `python benchmarks/gpu_reference.py` on a GPU, docs/gpu.md)"
+)
 
 
 def measured_gpu_rows(
     profile: Profile, folder: str | Path = MEASURED, seed: int = 0
 ) -> pd.DataFrame:
-    """Table XIII's GPU columns from the committed outputs of `benchmarks/gpu_check.py`
-    (`gpu_check_*.json`, one per GPU it ran on): the paper config at 720×480, fp32 latency
-    and peak GPU memory, bf16 latency in the note. Empty when no such file exists; `profile`
-    (the run profile) is the provenance of the rows.
+    """Table XIII's GPU columns from the committed measurements, one set of rows per GPU:
+    `benchmarks/gpu_reference.py`'s (`gpu_reference_*.json`: M²IR with and without DA-CLIP,
+    Restormer, PromptIR, AdaIR) and, for a GPU without one, `benchmarks/gpu_check.py`'s
+    (`gpu_check_*.json`). Values are the paper config at 720×480, fp32 latency and peak GPU
+    memory; bf16 and the training step are in the note; each row names its device. A row no
+    file measured gets a status row saying so. `profile` (the run profile) is the rows'
+    provenance.
     """
     check_profile(profile)
-    frames = []
+    frames, covered, devices = [], set(), set()
+    for path in sorted(Path(folder).glob("gpu_reference_*.json")):
+        found = json.loads(path.read_text())
+        env = found["env"]
+        if env.get("preset") != "paper" or env["device"] == "cpu":  # a --smoke file
+            continue
+        devices.add(env["device"])
+        where = f"{_shown(path)}: torch {env['torch']}, CUDA {env['cuda']}"
+        rows = {(r["model"], r["precision"]): r for r in found["latency"] if "error" not in r}
+        steps = {(r["model"], r["precision"]): r for r in found["train"] if "error" not in r}
+        for key, label in REFERENCE_LABELS.items():
+            fp32, bf16 = rows.get((key, "fp32")), rows.get((key, "bf16"))
+            if fp32 is None:
+                continue
+            note = f"{where}, fp32; {fp32['label']}"
+            if key == "m2ir_daclip":
+                note += f" (DA-CLIP {env['daclip']})"
+            if bf16 is not None:
+                note += f"; bf16 autocast {bf16['latency_ms']:.0f} ms, {bf16['gpu_peak_mb']:.0f} MB"
+            # w/o DA-CLIP is never trained: the plan's M²IR without weights has the MLP prior
+            trained = "m2ir_mlp" if key == "m2ir_none" else key
+            train = {p: steps.get((trained, p)) for p in PRECISIONS}
+            if all(train.values()):
+                note += (
+                    f"; training step of {train['fp32']['label']} (global batch "
+                    f"{train['fp32']['global_batch']}, {env['train']['patch']}²): "
+                    f"{train['fp32']['step_s']:.2f} s fp32, {train['bf16']['step_s']:.2f} s bf16"
+                )
+            frames.append(_gpu_row(profile, seed, label, fp32, env["device"], note, path))
+            covered.add(label)
     for path in sorted(Path(folder).glob("gpu_check_*.json")):
         found = json.loads(path.read_text())
         env = found["env"]
+        if env["device"] in devices:  # gpu_reference.py measured this GPU again
+            continue
         by_model = {}
         for row in found.get("inference", []):
             by_model.setdefault(row["model"], {})[row["dtype"]] = row
@@ -211,27 +256,44 @@ def measured_gpu_rows(
             fp32, bf16 = modes.get("fp32"), modes.get("bf16")
             if fp32 is None or name not in GPU_LABELS:
                 continue
-            values = {
-                ("720×480", "latency GPU (ms)"): fp32["latency_ms"],
-                ("720×480", "GPU memory (MB)"): fp32["gpu_peak_mb"],
-            }
-            note = f"{path.relative_to(results.repo_root())}: torch {env['torch']}, fp32"
+            note = f"{_shown(path)}: torch {env['torch']}, fp32"
             if bf16 is not None:
                 note += f"; bf16 autocast {bf16['latency_ms']:.0f} ms, {bf16['gpu_peak_mb']:.0f} MB"
             frames.append(
-                results.rows(
-                    "XIII",
-                    GPU_LABELS[name],
-                    values,
-                    profile=profile,
-                    seed=seed,
-                    device=env["device"],
-                    data="no data (random weights)",
-                    note=note,
-                    commit=_last_commit(path),
-                )
+                _gpu_row(profile, seed, GPU_LABELS[name], fp32, env["device"], note, path)
             )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            covered.add(GPU_LABELS[name])
+    frames += [
+        results.status_row("XIII", label, NO_REFERENCE, profile=profile, seed=seed, task="720×480")
+        for label in REFERENCE_LABELS.values()
+        if label not in covered
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _gpu_row(profile, seed, label, fp32, device, note, path) -> pd.DataFrame:
+    values = {
+        ("720×480", "latency GPU (ms)"): fp32["latency_ms"],
+        ("720×480", "GPU memory (MB)"): fp32["gpu_peak_mb"],
+    }
+    return results.rows(
+        "XIII",
+        label,
+        values,
+        profile=profile,
+        seed=seed,
+        device=device,
+        data="no data (random weights)",
+        note=note,
+        commit=_last_commit(path),
+    )
+
+
+def _shown(path: Path) -> str:
+    """The file as the note shows it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    root = results.repo_root().resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else path.name
 
 
 def _last_commit(path: Path) -> str:
