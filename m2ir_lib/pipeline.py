@@ -5,7 +5,12 @@
     python -m m2ir_lib.pipeline --only 05                 # one notebook (number or name)
     python -m m2ir_lib.pipeline --from 07 -p data_root=/data/m2ir   # resume, with a parameter
 
-Executed copies go to `results/<profile>/notebooks/`, wall times to
+Before the first notebook, every training run of the workbook (`tables.workbook_plan`, with
+notebook 02's parameters) is trained in one pool of one-thread workers, longest first, with
+its predicted wall time on 1, 2, 4 and 8 cores printed (`workbook.budget`, written to
+`results/<profile>/training_plan.csv`); the notebooks then find their runs in the cache. One
+bar counts the whole workbook in predicted seconds (from the last run's times). Executed
+copies go to `results/<profile>/notebooks/`, wall times to
 `results/<profile>/pipeline_times.csv`. The run stops at the first failing notebook and
 names it and the failing cell; resume with `--from <that notebook>`: finished training
 runs are cached, so nothing already trained is trained again.
@@ -15,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import os
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,10 +33,15 @@ import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
-from m2ir_lib.core.config import PROFILES, get_profile
+from m2ir_lib.core.config import PROFILES, Profile, get_profile
 from m2ir_lib.data.files import atomic_path
-from m2ir_lib.workbook import summary
-from m2ir_lib.workbook.results import repo_root, results_dir
+from m2ir_lib.workbook import budget, experiments, readings, runinfo, summary, tables
+from m2ir_lib.workbook.results import repo_root, results_dir, write_frame
+
+TRAINING = "(training plan)"  # pipeline_times.csv's row of the up-front training
+TRAINING_NOTEBOOK = "02_training"  # whose parameters the plan takes
+WALKTHROUGH_NOTEBOOK = "01_model_walkthrough"  # trains the eq. (1) readings it compares
+DEFAULT_SECONDS = 60.0  # predicted time of a notebook the last run did not time
 
 
 def notebooks(root: str | Path | None = None) -> list[Path]:
@@ -107,6 +119,91 @@ def _write_times(rows: list[dict], path: Path) -> None:
         frame[cols].to_csv(tmp, index=False)
 
 
+def notebook_parameters(nb: Path, given: dict | None = None) -> dict:
+    """The parameters a notebook runs with: its parameters cell's defaults, then `given`."""
+    found = pm.inspect_notebook(str(nb))
+    out = {}
+    for name, p in found.items():
+        try:
+            out[name] = ast.literal_eval(p["default"])
+        except (ValueError, SyntaxError):
+            out[name] = p["default"]
+    return {**out, **(given or {})}
+
+
+def train_plan(profile: Profile, params: dict, walkthrough: dict | None = None) -> pd.DataFrame:
+    """Train every run of the workbook in one pool before the notebooks, longest first.
+
+    The runs are `tables.workbook_plan` with notebook 02's parameters, and the eq. (1)
+    readings notebook 01 compares (`readings.comparison_runs`) when its parameters
+    (`walkthrough`) ask for them; each configuration is trained once (`runinfo.unique`), and a
+    run already in the cache costs nothing. Prints the
+    predicted wall time on 1, 2, 4 and 8 cores and writes the per-run prediction to
+    `results/<profile>/training_plan.csv`. Returns that prediction.
+    """
+    kw = dict(
+        data_root=str(params.get("data_root", "")),
+        seed=int(params.get("seed", 0)),
+        daclip_checkpoint=str(params.get("daclip_checkpoint", "")),
+    )
+    planned = tables.workbook_plan(profile, seeds=int(params.get("seeds", 1)), **kw)
+    if walkthrough and walkthrough.get("compare_readings"):
+        planned += readings.comparison_runs(profile, **kw)[1:]  # [0] is Table I's M²IR
+    runs = runinfo.unique(planned, profile)
+    pred = budget.predicted_seconds(runs, profile)
+    print(f"training plan: {budget.plan_line(pred)}", flush=True)
+    write_frame(pred, profile, "training_plan")
+    experiments.train_runs(
+        budget.longest_first(runs, pred), profile, jobs=int(params.get("jobs", 0) or 0)
+    )
+    return pred
+
+
+class Clock:
+    """One bar over the whole workbook in predicted seconds, with an ETA.
+
+    Each stage (the training plan, then each notebook) has a predicted length; a thread moves
+    the bar one second per second, never past the running stage's end, and `done` jumps to
+    it. A stage that overruns its prediction holds the bar still while the ETA grows.
+    """
+
+    def __init__(self, stages: dict[str, float], desc: str):
+        self.ends, t = {}, 0.0
+        for name, seconds in stages.items():
+            t += seconds
+            self.ends[name] = t
+        shape = "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
+        self.bar = tqdm(total=round(t), desc=desc, unit="s", position=0, bar_format=shape)
+        self.limit, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread.start()
+
+    def _tick(self):
+        while not self._stop.wait(1.0):
+            step = min(1.0, self.limit - self.bar.n)
+            if step > 0:
+                self.bar.update(step)
+
+    def start(self, stage: str):
+        self.limit = self.ends[stage]
+        self.bar.set_postfix_str(stage)
+
+    def done(self, stage: str):
+        self.bar.update(self.ends[stage] - self.bar.n)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self.bar.close()
+
+
+def _predicted(times_path: Path, names: list[str]) -> dict[str, float]:
+    """Each stage's seconds in the last run (`pipeline_times.csv`), else `DEFAULT_SECONDS`."""
+    last = pd.read_csv(times_path) if times_path.is_file() else pd.DataFrame()
+    seconds = dict(zip(last["notebook"], last["seconds"], strict=True)) if len(last) else {}
+    return {n: float(seconds.get(n, DEFAULT_SECONDS)) for n in names}
+
+
 def run(
     profile: str,
     only: str | None = None,
@@ -149,9 +246,22 @@ def run(
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     params = {"profile": profile, **(parameters or {})}
     done: list[dict] = []
-    outer = tqdm(todo, desc=f"workbook [{profile}]", unit="notebook", position=0)
-    for nb in outer:
-        outer.set_postfix_str(nb.stem)
+    training = [nb for nb in todo if nb.stem == TRAINING_NOTEBOOK]
+    stages = [TRAINING] * bool(training) + [nb.name for nb in todo]
+    clock = Clock(_predicted(times_path, stages), f"workbook [{profile}]")
+    if training:  # every run in one pool first; the notebooks then read them from the cache
+        clock.start(TRAINING)
+        t0 = time.perf_counter()
+        walk = [nb for nb in notebooks(root) if nb.stem == WALKTHROUGH_NOTEBOOK]
+        train_plan(
+            prof,
+            notebook_parameters(training[0], parameters),
+            notebook_parameters(walk[0], parameters) if walk else None,
+        )
+        _record(done, times_path, TRAINING, "ok", t0, profile)
+        clock.done(TRAINING)
+    for nb in todo:
+        clock.start(nb.name)
         out = out_dir / nb.name
         t0 = time.perf_counter()
         try:
@@ -174,7 +284,7 @@ def run(
             # Ctrl-C reaches the kernel too: its KeyboardInterrupt comes back as a cell error.
             if isinstance(err, KeyboardInterrupt) or err.ename == "KeyboardInterrupt":
                 _record(done, times_path, nb.name, "interrupted", t0, profile)
-                outer.close()
+                clock.close()
                 print(
                     f"\nINTERRUPTED: {nb.name} stopped (Ctrl-C); its executed copy is partial."
                     f"\n  resume with: {resume}\n  (finished training runs are cached; a "
@@ -183,6 +293,7 @@ def run(
                 )
                 raise SystemExit(130) from None
             _record(done, times_path, nb.name, "failed", t0, profile)
+            clock.close()
             first = (err.source or "").strip().splitlines()[:1]
             raise SystemExit(
                 f"\nFAILED: {nb.name}, cell {err.cell_index} of the executed copy "
@@ -192,7 +303,8 @@ def run(
                 f"  after fixing it, resume with: {resume}"
             ) from None
         _record(done, times_path, nb.name, "ok", t0, profile)
-    outer.close()
+        clock.done(nb.name)
+    clock.close()
     try:  # the page is rebuilt from files already written: a failure here loses nothing
         page = summary.write_summary(prof, results_root)
         print(f"summary page: {page}")
@@ -235,6 +347,11 @@ def main(argv: list[str] | None = None) -> None:
         "--log-output", action="store_true", help="stream cell output instead of progress bars"
     )
     args = parser.parse_args(argv)
+    # papermill reports cell output through `logging` (INFO): without a handler it is lost.
+    logging.basicConfig(
+        level=logging.INFO if args.log_output else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:  # a mistyped notebook or parameter is a usage error, before anything runs
         todo = select(notebooks(), args.only, args.start)
         params = dict(parse_param(p) for p in args.param)

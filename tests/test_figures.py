@@ -85,7 +85,23 @@ def test_gate_maps_have_colour_bars():
     }
     fig = visualize.plot_gates([pair, pair])
     bars = [ax for ax in fig.axes if "σ(W_l² X)" in ax.get_ylabel()]
-    assert len(bars) == 2  # one per pair and block, shared by input and GT
+    assert len(bars) == 1  # one scale shared by every panel, and labelled
+    assert "one scale for all panels" in bars[0].get_ylabel()
+    matplotlib.pyplot.close(fig)
+
+
+def test_gate_maps_show_one_block_per_level_unless_asked():
+    blocks = ["encoder1.0", "encoder2.0", "encoder2.1", "latent.0", "latent.1"]
+    gates = {b: {"gate": torch.rand(8, 8)} for b in blocks}
+    pair = dict(task="derain", degraded=torch.rand(3, 8, 8), clean=torch.rand(3, 8, 8),
+                gates_degraded=gates, gates_clean=gates)  # fmt: skip
+    fig = visualize.plot_gates([pair])
+    titles = {ax.get_title().split()[0] for ax in fig.axes if ax.get_title()}
+    assert {"encoder1.0", "encoder2.1", "latent.1"} <= titles
+    assert not {"encoder2.0", "latent.0"} & titles
+    matplotlib.pyplot.close(fig)
+    fig = visualize.plot_gates([pair], blocks="all")
+    assert len([ax for ax in fig.axes if ax.images]) == 2 * (1 + len(blocks))
     matplotlib.pyplot.close(fig)
 
 

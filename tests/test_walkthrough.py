@@ -4,6 +4,7 @@ brute force, the MST/Restormer shape trace and parameter difference, the loss sh
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -159,3 +160,14 @@ def test_priors_prompt_part_is_a_softmax_and_p_varies_in_space():
     assert [tuple(m.shape) for m in maps] == [(4, 4), (8, 8), (16, 16)]
     assert all(m.std() > 0 for m in maps)
     assert "MLP" in walkthrough.prior_label(net)
+
+
+def test_prior_plot_says_learnable_mlp_not_text_similarity():
+    """Issue 27: without DA-CLIP weights the prompt part compares with no text."""
+    net = _net()
+    items = [{"task": "derain", "degraded": torch.rand(3, 32, 32)}]
+    fig = walkthrough.plot_priors(net, items)
+    titles = " ".join(ax.get_title() for ax in fig.axes) + fig._suptitle.get_text()
+    assert "learnable MLP" in titles and "S(I, text)" not in titles
+    assert "no text" in walkthrough.prompt_part_label(net)
+    plt.close(fig)

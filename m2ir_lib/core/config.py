@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 # The degradation words DA-CLIP was trained with (daclip-uir README); P' = [d̂ ; s] uses a subset.
 DACLIP_DEGRADATIONS = (
@@ -40,6 +40,10 @@ class M2IRConfig:
     heads: tuple[int, ...] = (1, 2, 4, 8)  # MDTA heads per level
     ffn_expansion: float = 2.66  # GDFN γ (Restormer)
     block: Literal["mst", "transformer"] = "mst"  # Table VII: MST (eq. 1–2) or plain MDTA blocks
+    # What MDTA attends over in eq. (1), §III-B (docs/readings.md §2): "literal" is
+    # MDTA(σ(W_d W_l¹ X)) as printed; "modulate" MDTA(X ⊙ σ(W_d W_l¹ X)), the prose's mask that
+    # "modulates" the attention; "silu" MLLA's block [28], SiLU for both σ of eq. (1)–(2).
+    msa_reading: Literal["literal", "modulate", "silu"] = "literal"
     prior: Literal["daclip", "mlp", "none"] = (
         "daclip"  # Table VII: DACP from DA-CLIP, a learnable MLP, or off
     )
@@ -63,6 +67,10 @@ class M2IRConfig:
         DACLIP_EMBED_DIM  # width of d̂ in P' (DA-CLIP fixes 512; the MLP may be smaller)
     )
 
+    # Fields added after runs were cached: while at their default they stay out of a config's
+    # dict (`engine.checkpoint.config_to_dict`), so every cached run keeps its key.
+    KEY_NEUTRAL: ClassVar[tuple[str, ...]] = ("msa_reading",)
+
     @property
     def has_adec(self) -> bool:
         """ADEC exists when DGEA has at least one branch (Table VII rows 1–2 have none)."""
@@ -75,6 +83,7 @@ class M2IRConfig:
             raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
         for name, allowed in (
             ("block", ("mst", "transformer")),
+            ("msa_reading", ("literal", "modulate", "silu")),
             ("prior", ("daclip", "mlp", "none")),
             ("dispatch", ("dense", "grouped", "sparse")),
         ):
@@ -190,6 +199,10 @@ class Profile:
     # because the ADECs weigh more at small width, so mini deepens its latent stage to match.
     # Table VII's all-off row keeps M²IR's backbone: it is an ablation, not the opponent.
     baseline: dict = field(default_factory=dict)
+    # The tables whose headline rows train extra seeds (`tables.HEADLINE`; None: all of them).
+    # Seeds go where a claim can be tested at this scale (tests/test_budget.py checks the
+    # choice against the committed claims of the profile's reference run).
+    seed_tables: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.ablation_train is None:
@@ -271,6 +284,9 @@ PROFILES: dict[str, Profile] = {
             num_workers=0,
             amp=False,
         ),
+        # Table I's claims are testable with three seeds; every claim of Tables VII–XII is
+        # far below what this scale detects, so extra seeds there would only repeat them.
+        seed_tables=("I", "VI"),
     ),
     "smoke": Profile(
         "smoke",

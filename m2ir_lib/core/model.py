@@ -8,6 +8,7 @@ FLOP convention (Table XIII): q·kᵀ and A·v of every channel attention happen
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -116,17 +117,23 @@ class GDFN(nn.Module):
 # ------------------------------------------------------------------ MST, §III-B
 class MSA(nn.Module):
     """Mamba-style attention, eq. (1)–(2), Fig. 3(c), §III-B. W_d is depthwise only and
-    MDTA keeps no projection of its own (docs/readings.md §2–3)."""
+    MDTA keeps no projection of its own (docs/readings.md §2–3). `reading` says what MDTA
+    attends over (`M2IRConfig.msa_reading`, docs/readings.md §2); weights are the same."""
 
-    def __init__(self, dim, heads):
+    def __init__(self, dim, heads, reading="literal"):
         super().__init__()
+        if reading not in ("literal", "modulate", "silu"):
+            raise ValueError(f"reading={reading!r}; expected literal, modulate or silu")
         self.w_l1, self.w_l2, self.w_l3 = conv1x1(dim, dim), conv1x1(dim, dim), conv1x1(dim, dim)
         self.w_d = dwconv3x3(dim)
         self.mdta = MDTA(dim, heads, project_out=False)
+        self.modulate = reading == "modulate"
+        self.act = F.silu if reading == "silu" else torch.sigmoid  # σ; MLLA [28] uses SiLU
 
     def forward(self, x):  # x = LN(X), (B, C, H, W)
-        x1 = self.mdta(torch.sigmoid(self.w_d(self.w_l1(x))))  # eq. (1)
-        return self.w_l3(x1 * torch.sigmoid(self.w_l2(x)))  # eq. (2)
+        mask = self.act(self.w_d(self.w_l1(x)))  # σ(W_d W_l¹ X), in [0, 1] for σ
+        x1 = self.mdta(x * mask if self.modulate else mask)  # eq. (1)
+        return self.w_l3(x1 * self.act(self.w_l2(x)))  # eq. (2)
 
 
 class MST(nn.Module):
@@ -151,8 +158,12 @@ class TransformerBlock(MST):
 
 def make_blocks(cfg: M2IRConfig, dim, heads, count):
     """`count` MST (or, for the Table VII ablation, Transformer) blocks, Fig. 2."""
-    block = MST if cfg.block == "mst" else TransformerBlock
-    return nn.Sequential(*(block(dim, heads, cfg.ffn_expansion) for _ in range(count)))
+    if cfg.block == "transformer":
+        return nn.Sequential(
+            *(TransformerBlock(dim, heads, cfg.ffn_expansion) for _ in range(count))
+        )
+    msa = partial(MSA, reading=cfg.msa_reading)  # eq. (1) as read, docs/readings.md §2
+    return nn.Sequential(*(MST(dim, heads, cfg.ffn_expansion, msa) for _ in range(count)))
 
 
 class Downsample(nn.Sequential):

@@ -55,8 +55,15 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def config_to_dict(cfg) -> dict:
-    """A frozen config dataclass as a JSON-able dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+    """A frozen config dataclass as a JSON-able dict (tuples become lists). A field named in
+    the class's `KEY_NEUTRAL` is left out while it holds its default, so adding a field does
+    not change the key of any run cached before (`M2IRConfig.msa_reading`)."""
+    d = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    for name in getattr(cfg, "KEY_NEUTRAL", ()):
+        if d.get(name) == defaults[name]:
+            d.pop(name)
+    return d
 
 
 def config_from_dict(cls, d: dict):

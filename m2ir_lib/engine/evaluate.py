@@ -10,10 +10,12 @@ network runs (PromptIR/AdaIR ``crop_img``, done by ``EvalDataset``).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from m2ir_lib.data.datasets import EvalDataset
@@ -93,7 +95,15 @@ def evaluate(
     if hasattr(model, "eval"):
         model.eval()
     rows, pairs = [], {}
-    items = (data[i] for i in range(k, len(data), n))
+    # A worker process decodes the next images while the network runs on this one; sharded
+    # evaluations are already one process per core, so they decode in place.
+    workers = 0 if shard is not None or (os.cpu_count() or 1) < 2 else 1
+    items = DataLoader(
+        Subset(data, range(k, len(data), n)),
+        batch_size=None,  # items as the dataset gives them: one full image, no collation
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+    )
     with torch.no_grad():
         for item in tqdm(items, desc=f"evaluate {protocol}", disable=not progress, unit="img"):
             key = (item["task"], item.get("dataset", ""), _sigma_value(item.get("sigma")))

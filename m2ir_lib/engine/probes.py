@@ -62,6 +62,22 @@ def hooked_shapes(net: nn.Module, run, modules: list[str]) -> dict[str, dict]:
     return rows
 
 
+@torch.no_grad()
+def capture_input(net: nn.Module, image: torch.Tensor, module: str) -> torch.Tensor:
+    """The first input tensor the named submodule of `net` receives on one forward pass of
+    `image` ((3, H, W) or (1, 3, H, W)), e.g. the LN(X) that "encoder1.0.attn" (MSA) sees."""
+    seen: list[torch.Tensor] = []
+    target = dict(net.named_modules()).get(module)
+    if target is None:
+        raise ValueError(f"no submodule {module!r} in {type(net).__name__}")
+    hook = target.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+    try:
+        net.eval()(image[None] if image.ndim == 3 else image)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
 def trace(model: nn.Module, image: torch.Tensor, modules: list[str]) -> pd.DataFrame:
     """Input and output shapes of named submodules on one forward pass (the walkthrough's
     shape table), e.g. ["encoder1.0.attn.w_l1", "adecs.2.dgea"].
@@ -185,3 +201,45 @@ def adec_off(model):
         with torch.no_grad():
             for m, a in zip(model.adecs, saved, strict=True):
                 m.alpha.copy_(a)
+
+
+SHARE_COLUMNS = ["task", "image", "unit", "adec", "position", "expert", "share", "confidence"]
+
+
+@torch.no_grad()
+def expert_shares(model_or_ckpt, items) -> pd.DataFrame:
+    """Which specialised experts each test image selects (eq. 4–5, §III-C): per image, ADEC
+    and expert E_1..E_N, the share of the image's top-K selections that went to the expert
+    (over its pixels; the shares of one image and ADEC sum to 1) and its mean confidence s′.
+
+    Args:
+        model_or_ckpt: an `M2IR` with specialised experts, or the path of its checkpoint.
+        items: dicts with `degraded` (3, H, W) in [0, 1], `task`, `name` and, when tiles share a
+            photograph, `unit` (the photograph; default the image), e.g. `EvalDataset` items.
+
+    Returns:
+        Columns `SHARE_COLUMNS`, one row per (image, ADEC, expert); none without items.
+    """
+    model = as_model(model_or_ckpt).eval()
+    rows = []
+    for item in items:
+        _, routings = model(item["degraded"][None], return_routing=True)
+        if not routings:
+            raise ValueError("this network routes nothing (no ADEC or no specialised experts)")
+        for a, rt in enumerate(routings):
+            counts = rt.selected[0].flatten(1).sum(1)  # (N,) top-K selections per expert
+            share, conf = counts / counts.sum(), rt.confidence[0].flatten(1).mean(1)
+            for e in range(len(counts)):
+                rows.append(
+                    {
+                        "task": item["task"],
+                        "image": item["name"],
+                        "unit": item.get("unit", item["name"]),
+                        "adec": a,
+                        "position": POSITIONS[a] if a < len(POSITIONS) else str(a),
+                        "expert": e + 1,
+                        "share": share[e].item(),
+                        "confidence": conf[e].item(),
+                    }
+                )
+    return pd.DataFrame(rows, columns=SHARE_COLUMNS)

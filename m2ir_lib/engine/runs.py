@@ -146,7 +146,8 @@ def cached_train(
 
 def _train_one(spec: dict, threads: int) -> str:
     torch.set_num_threads(threads)
-    return str(cached_train(**{"progress": False, **spec}))
+    # No bar in a worker: bars of parallel workers overwrite each other; a line every 30 s.
+    return str(cached_train(**{"progress": False, "report_every": 30.0, **spec}))
 
 
 def train_many(specs: list[dict], jobs: int = 2, threads: int = 1) -> list[Path]:
@@ -174,7 +175,9 @@ def train_many(specs: list[dict], jobs: int = 2, threads: int = 1) -> list[Path]
         )
         for s in specs
     ]
-    first = {k: s for k, s in zip(reversed(keys), reversed(specs), strict=True)}
+    first: dict[str, dict] = {}  # submitted in the callers' order (e.g. longest run first)
+    for k, s in zip(keys, specs, strict=True):
+        first.setdefault(k, s)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         done = {k: pool.submit(_train_one, s, threads) for k, s in first.items()}
         return [Path(done[k].result()) for k in keys]

@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -162,6 +163,22 @@ def _distributed(device):
     return rank, world, device
 
 
+def _report(label, step, start, iters, row, every, last) -> float:
+    """Print a progress line when `every` seconds passed since `last` (or at the end); return
+    the time of the last line."""
+    now = time.perf_counter()
+    if not every or (now - last < every and step < iters):
+        return last
+    per_step = row["time_s"] / max(1, step - start)
+    print(
+        f"  train {label}: step {step}/{iters}, {per_step:.2f} s/step, loss {row['loss']:.4f}, "
+        f"~{per_step * (iters - step) / 60:.1f} min left",
+        file=sys.stderr,
+        flush=True,
+    )
+    return now
+
+
 def accumulation(tc: TrainConfig, world: int) -> int:
     """Micro-batches per optimizer step on each of ``world`` processes, so that every step
     sees ``tc.global_batch`` samples however many GPUs train (the peers' 32).
@@ -221,6 +238,8 @@ def train(
     progress: bool = True,
     cache_images: bool = False,
     lock_timeout: float = -1,
+    report_every: float = 0.0,
+    label: str = "",
 ) -> Path:
     """Train M²IR (§IV-A) and return the path of its final checkpoint.
 
@@ -245,6 +264,10 @@ def train(
         cache_images: keep decoded training images in memory (small sets such as ``mini``).
         lock_timeout: seconds to wait while another process owns ``out_dir`` (-1: as long as
             it takes; 0: stop at once). One process at a time writes into a run folder.
+        report_every: without a bar, print one line (step, s/step, time left) to stderr at
+            most every this many seconds (0: never): readable when several worker processes
+            share one terminal, where tqdm bars overwrite each other.
+        label: the run's name in those lines.
 
     Raises:
         ValueError: iters < 1 or a negative seed.
@@ -348,7 +371,7 @@ def train(
         bar = tqdm(range(start, tc.iters), initial=start, total=tc.iters, disable=not show)
         bar.set_description(f"train {profile}")
         net.train()
-        t0 = time.perf_counter()
+        t0 = reported = time.perf_counter()
         for it in bar:
             for micro in range(accum):
                 batch = next(batches)
@@ -385,6 +408,8 @@ def train(
                 )
                 if (it + 1) % tc.log_every == 0 or it + 1 == tc.iters:
                     bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
+                reported = _report(label or profile, it + 1, start, tc.iters, row, report_every,
+                                   reported)  # fmt: skip
             if (it + 1) % tc.ckpt_every == 0 and it + 1 < tc.iters:
                 save(last, it + 1)
         bar.close()

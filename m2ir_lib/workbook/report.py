@@ -157,7 +157,13 @@ def schedule_line(profile: Profile, ablation: bool = False, seeds: int | None = 
         f"learning rate {t.lr:g} (warm-up {t.warmup_iters}, cosine horizon {t.cosine_iters}); "
         f"network width {m.dim}, blocks {m.num_blocks}, N = {m.num_experts}, K = {m.top_k}"
     )
-    if seeds is not None:
+    table = "VII" if ablation else "I"
+    if seeds is not None and profile.seed_tables is not None and table not in profile.seed_tables:
+        text += (  # `Profile.seed_tables`: where extra seeds cannot make a claim testable
+            f"; one training seed per row at `{profile.name}`: no claim of these tables is "
+            "testable at this scale, so more seeds would only repeat them"
+        )
+    elif seeds is not None:
         text += f"; the headline rows train with {seeds} seed{'s' if seeds != 1 else ''}"
     cap = profile.eval_max_images
     text += f"; test images per column: {'all' if cap is None else f'at most {cap}'}."

@@ -22,7 +22,7 @@ import torch
 
 from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.data.files import atomic_write_text, git_commit
-from m2ir_lib.workbook import claims, report, results
+from m2ir_lib.workbook import budget, claims, report, results, routing
 
 # Paper rows shown beside ours in the comparison tables (all rows of the ablations), with
 # their starred variants: Tables III and V print 'AdaIR*' and 'PromptIR*' rows.
@@ -209,8 +209,12 @@ def write_summary(profile: Profile, root: str | Path | None = None) -> Path:
             f"- notebooks: {ok} of {len(times)} ok, {times['seconds'].sum() / 60:.1f} min "
             "in all (per notebook: `pipeline_times.csv`)"
         )
+    plan_path = out / "training_plan.csv"
+    if plan_path.is_file():  # predicted before training, from measured step times
+        head.append(f"- training: {budget.plan_line(pd.read_csv(plan_path))}")
     body = [claims_section(profile, root)]
     body += [table_section(profile, roman, root) for roman in results.TABLES]
+    body += [routing.summary_section(profile, root)]  # beside Fig. 9 (issue 27)
     figures = sorted((out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
     tables = {f"{s.stem}.png" for s in results.TABLES.values()}
     others = [f for f in figures if f.name not in tables]

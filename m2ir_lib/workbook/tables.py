@@ -6,8 +6,10 @@ plans them, with PromptIR and AdaIR trained beside M²IR where the table takes t
 data. Tables VII–XII: `ABLATIONS` holds each table as (row label, network overrides, training
 overrides), trained on deraining only with the profile's ablation schedule (§IV-C); the
 full-model row is the same configuration in all six, so the run cache trains it once.
-`training_plan` is everything notebook 02 trains. How the trained runs become a table's rows
-is `m2ir_lib.workbook.scoring`; Table XIII is `m2ir_lib.workbook.table_xiii`.
+`training_plan` is everything notebook 02 trains; `workbook_plan` adds every ablation row, so
+that `m2ir_lib.pipeline` can train all of it in one pool before the first notebook. How the
+trained runs become a table's rows is `m2ir_lib.workbook.scoring`; Table XIII is
+`m2ir_lib.workbook.table_xiii`.
 
 The headline rows (`HEADLINE`: Table I's two networks, and so Table VI's, Table VII's all-off
 and full rows, the full model of Tables VIII–XII) train with several seeds when asked
@@ -89,12 +91,14 @@ def rows_of(runs: list[Run]) -> list[str]:
     return list(dict.fromkeys(method_of(r.label) for r in runs))
 
 
-def _seeded(table: str, runs: list[Run], seeds: int) -> list[Run]:
+def _seeded(table: str, runs: list[Run], seeds: int, profile: Profile) -> list[Run]:
     """Each headline run of `table` once per training seed (seed, seed+1, ...), right after it;
-    the data stay those of the first seed, so every seed is tested on the same images."""
+    the data stay those of the first seed, so every seed is tested on the same images. Only
+    in the profile's `seed_tables`: elsewhere its claims cannot use the extra seeds."""
     if seeds < 1:
         raise ValueError(f"seeds={seeds}: need at least one training seed")
-    if table not in HEADLINE or seeds == 1:
+    wanted = profile.seed_tables is None or table in profile.seed_tables
+    if table not in HEADLINE or seeds == 1 or not wanted:
         return runs
     out = []
     for r in runs:
@@ -151,7 +155,9 @@ def table_runs(
         else r
         for r, (_, _, m) in zip(runs, TABLE_RUNS[table], strict=True)
     ]
-    return _seeded(table, runs, seeds) + rival_runs(table, profile, runs[0].data, seed, rivals)
+    return _seeded(table, runs, seeds, profile) + rival_runs(
+        table, profile, runs[0].data, seed, rivals
+    )
 
 
 def rival_runs(table: str, profile: Profile, data: Data, seed: int = 0, rivals: bool | None = None):
@@ -257,7 +263,7 @@ def ablation_runs(
         )
         for label, m, t in ABLATIONS[table]
     ]
-    return _shown_once(_seeded(table, runs, seeds), profile)
+    return _shown_once(_seeded(table, runs, seeds, profile), profile)
 
 
 def _join(*notes: str) -> str:
@@ -293,3 +299,22 @@ def _shown_once(runs: list[Run], profile: Profile) -> list[Run]:
             first[d] = len(out)
         out.append(r)
     return out
+
+
+def workbook_plan(
+    profile: Profile,
+    *,
+    data_root: str = "",
+    seed: int = 0,
+    seeds: int = 1,
+    daclip_checkpoint: str = "",
+    rival_tables: tuple[str, ...] = RIVALS_BY_DEFAULT,
+) -> list[Run]:
+    """Every run any notebook of the workbook trains with these parameters: notebook 02's
+    `training_plan` and every row of Tables VII–XII (a configuration several tables share is
+    listed once per table; `runinfo.unique` keeps one). Trained in one pool before the first
+    notebook (`m2ir_lib.pipeline`), so no notebook waits on its own tail of runs."""
+    kw = dict(seed=seed, seeds=seeds, daclip_checkpoint=daclip_checkpoint)
+    out = training_plan(profile, data_root=data_root, rival_tables=rival_tables, **kw)
+    data = locate("derain", profile, data_root, seed)
+    return out + [r for t in ABLATIONS for r in ablation_runs(t, profile, data, **kw)]

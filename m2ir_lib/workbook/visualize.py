@@ -93,15 +93,15 @@ def capture_gates(model: M2IR, image: torch.Tensor) -> dict[str, dict[str, torch
         raise ValueError("the model has no MSA in its encoder (block='transformer'?)")
     out: dict[str, dict[str, torch.Tensor]] = {name: {} for name in msas}
     hooks = []
-    for name, msa in msas.items():
+    for name, msa in msas.items():  # msa.act: σ, or SiLU under msa_reading="silu"
         hooks.append(
             msa.w_l2.register_forward_hook(
-                lambda m, i, o, n=name: out[n].__setitem__("gate", torch.sigmoid(o)[0].mean(0))
+                lambda m, i, o, n=name, a=msa.act: out[n].__setitem__("gate", a(o)[0].mean(0))
             )
         )
         hooks.append(
             msa.w_d.register_forward_hook(
-                lambda m, i, o, n=name: out[n].__setitem__("mask", torch.sigmoid(o)[0].mean(0))
+                lambda m, i, o, n=name, a=msa.act: out[n].__setitem__("mask", a(o)[0].mean(0))
             )
         )
     try:
@@ -493,59 +493,73 @@ def plot_pairs(items: list[dict], path: str | Path | None = None):
     return save_figure(fig, path)
 
 
-def plot_gates(pairs: list[dict], path: str | Path | None = None, kind: str = "gate"):
-    """Fig. 9: for each (degraded, GT) pair, the image then one gate map per encoder level,
-    each level with its colour bar (shared by the input and its GT).
+def _last_block_per_level(names: list[str]) -> list[str]:
+    """The deepest block of each encoder level ("encoder2.1" of encoder2.0–2.1), in order."""
+    last: dict[str, str] = {}
+    for n in names:
+        last[n.rsplit(".", 1)[0]] = n  # capture_gates lists a level's blocks in order
+    return list(last.values())
+
+
+def plot_gates(
+    pairs: list[dict], path: str | Path | None = None, kind: str = "gate", blocks: str = "last"
+):
+    """Fig. 9: for each (degraded, GT) pair, the image then one gate map per encoder level
+    (the level's last block; `blocks="all"` draws every block), all maps on one colour scale
+    with one labelled colour bar, so every panel reads against the same numbers.
 
     Args:
         pairs: dicts with `task`, `degraded`, `clean` (3, H, W) and `gates_degraded`,
             `gates_clean` from `capture_gates`.
         path: PNG to write, if given.
         kind: "gate" (σ(W_l² X), eq. 2) or "mask" (σ(W_d W_l¹ X), eq. 1).
+        blocks: "last" (one panel per level) or "all".
     """
     what = {"gate": "gate σ(W_l² X)", "mask": "mask σ(W_d W_l¹ X)"}[kind]
     names = list(pairs[0]["gates_degraded"])
+    names = _last_block_per_level(names) if blocks == "last" else names
+    maps = [
+        {
+            w: {n: p[f"gates_{w}"][n][kind].cpu().numpy() for n in names}
+            for w in ("degraded", "clean")
+        }
+        for p in pairs
+    ]
+    # One scale for every panel, stretched to the 1st–99th percentile of all maps drawn: a
+    # short-trained gate varies in a narrow band, and a shared scale keeps panels comparable.
+    lo, hi = np.percentile(
+        np.concatenate([m.ravel() for pm in maps for w in pm.values() for m in w.values()]), [1, 99]
+    )
+    hi = max(hi, lo + 1e-6)
     h, w = pairs[0]["clean"].shape[-2:]
     fig, axes = plt.subplots(
         2 * len(pairs),
         1 + len(names),
         squeeze=False,
-        figsize=(2.6 * (1 + len(names)), (2.4 * h / w + 0.5) * 2 * len(pairs)),
+        figsize=(3.0 * (1 + len(names)) + 1.0, (3.0 * h / w + 0.45) * 2 * len(pairs)),
         layout="constrained",
     )
     for r, pair in enumerate(pairs):
-        # One colour scale per level, shared by input and GT so the two stay comparable, and
-        # stretched to their 1–99th percentiles: a short-trained gate varies in a narrow band.
-        maps = {
-            w: {n: pair[f"gates_{w}"][n][kind].cpu().numpy() for n in names}
-            for w in ("degraded", "clean")
-        }
-        scale = {
-            n: np.percentile(np.concatenate([maps[w][n].ravel() for w in maps]), [1, 99])
-            for n in names
-        }
         for j, which in enumerate(("degraded", "clean")):
             row = axes[2 * r + j]
             row[0].imshow(_hwc(pair[which]))
             row[0].set_title(
                 f"{pair['task']}: {'degraded input' if which == 'degraded' else 'ground truth'}",
-                fontsize=8,
+                fontsize=9,
             )
             for c, name in enumerate(names, start=1):
-                lo, hi = scale[name]
-                row[c].imshow(maps[which][name], cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6))
-                row[c].set_title(f"{name}, channel mean", fontsize=7)
-        for c in range(1, 1 + len(names)):
-            bar = fig.colorbar(
-                axes[2 * r, c].images[0], ax=[axes[2 * r, c], axes[2 * r + 1, c]], shrink=0.8
-            )
-            bar.set_label(what, fontsize=7)
-            bar.ax.tick_params(labelsize=6)
+                row[c].imshow(maps[r][which][name], cmap="viridis", vmin=lo, vmax=hi)
+                row[c].set_title(f"{name} {tuple(maps[r][which][name].shape)}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    bar = fig.colorbar(axes[0, 1].images[0], ax=axes[:, 1:].ravel().tolist(), shrink=0.6)
+    bar.set_label(f"{what}, channel mean (one scale for all panels)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    shown = "last block of each encoder level" if blocks == "last" else "every encoder block"
     fig.suptitle(
-        f"Fig. 9: MSA {what} per encoder block (colour range: 1st–99th percentile of the pair)",
+        f"Fig. 9: MSA {what}, {shown}; colours span the 1st–99th percentile "
+        f"of all maps ({lo:.3f}–{hi:.3f})",
         fontsize=9,
     )
     return save_figure(fig, path)

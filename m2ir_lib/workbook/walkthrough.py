@@ -342,6 +342,15 @@ def training_loss_shares(
 # ------------------------------------------------------------------ eq. (3): P′ and P of DACP
 
 
+def prompt_part_label(net: M2IR) -> str:
+    """What the last T entries of P′ are: DA-CLIP's similarity S(I, text) to the prompts, or,
+    for the learnable MLP, T learnt scores that only carry the prompts' names (no text
+    encoder ran, so nothing was compared with text)."""
+    if isinstance(net.prior_encoder, LearnablePrior):
+        return "learnable MLP: T learnt scores named after the prompts (no DA-CLIP, no text)"
+    return "S(I, text) part of P′ (DA-CLIP)"
+
+
 def prior_label(net: M2IR) -> str:
     """Which P′ the network uses: DA-CLIP (frozen) or the learnable MLP fallback."""
     enc = net.prior_encoder
@@ -354,8 +363,9 @@ def prior_label(net: M2IR) -> str:
 
 @torch.no_grad()
 def prior_prompts(net: M2IR, items: list[dict]) -> pd.DataFrame:
-    """The prompt part S(I, text) of P′ = [D(I); S(I, text)] (the last T entries, a softmax
-    over the prompts) for one image per degradation: rows task, columns prompts."""
+    """The prompt part of P′ = [D(I); S(I, text)] (the last T entries, a softmax over the
+    prompts) for one image per degradation: rows task, columns prompts. Under the learnable
+    MLP these are learnt scores that carry only the prompts' names (`prompt_part_label`)."""
     if net.prior_encoder is None:
         raise ValueError("this network has no prior encoder (prior='none' or no experts)")
     prompts = list(net.cfg.prompts)
@@ -410,7 +420,7 @@ def plot_priors(net: M2IR, items: list[dict], path: str | Path | None = None):
         ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w")
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=60, fontsize=8)
     ax.set_yticks(range(table.shape[0]), table.index, fontsize=8)
-    ax.set_title("S(I, text) part of P′", fontsize=9)
+    ax.set_title(prompt_part_label(net).replace(": ", ":\n", 1), fontsize=8)
     colour_bar(im, ax)
     for r, (item, per_adec) in enumerate(zip(items, maps, strict=True)):
         a = fig.add_subplot(grid[r, 1])
