@@ -227,10 +227,11 @@ def motion_kernel(rng, length=None, size=None, iters: int = 2000, exposure=None)
 # Path length (px at the 480-px reference side) of the camera-shake PSF, calibrated on input
 # PSNR to the set it stands for: GoPro's blurry test frames score about 25.6 dB against their
 # sharp frames (the figure commonly quoted for its 1,111 test pairs; the set is not on this
-# machine to re-measure). DeblurGAN-like U[8, 24] gave the mini test set 28.99 dB (4 photos)
-# and 30.40 dB (the 16 test tiles), so networks there learnt to leave blur alone; U[30, 90]
-# gives 25.55 dB on the 16 test tiles (23.3 dB on the train images, which hold textures).
-BLUR_LENGTH = (30.0, 90.0)
+# machine to re-measure). On the former test set (16 tiles of 4 photographs at a 256-px long
+# side) U[30, 90] gave 25.55 dB; on the 8 whole photographs at 320 px it gives 23.06 dB (they
+# hold more fine detail per pixel), and U[9.5, 28.5] gives 25.7 dB (U[10, 30]: 25.38; U[9, 27]:
+# 25.98), measured with the build's own draws (docs/data.md §6).
+BLUR_LENGTH = (9.5, 28.5)
 
 
 def motion_blur(img, rng, kernel=None, noise=None):

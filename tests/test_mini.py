@@ -51,17 +51,17 @@ def test_manifests_cover_every_task_of_the_paper(smoke):
     assert set(test_sigmas["mini_3d"]) == {15, 25, 50} and set(test_sigmas["mini_5d"]) == {25}
 
 
-def test_split_is_by_photograph(smoke):
+def test_split_is_by_scene_and_training_is_dead_leaves(smoke):
     out, paths = smoke
     df = pd.read_csv(paths["mini_cdd11"])
     train, test = set(df[df.split == "train"]["source"]), set(df[df.split == "test"]["source"])
     assert not train & test
-    assert {"motorcycle_left", "motorcycle_right"} <= train  # the stereo views stay together
+    assert test == set(mini.SIZES["smoke"].test) and test <= set(mini.COLOUR_SCENES)
+    assert all(s.startswith("leaves") for s in train) and len(train) == 4  # each its own source
     sources = pd.read_csv(out / "sources.csv")
-    assert set(sources["image"]) == train | test
+    assert set(sources["image"]) == test | {"dead leaves"}
     assert sources["licence"].notna().all() and sources["package"].notna().all()
-    gray = sources[sources["credit"].str.contains("grayscale")]
-    assert len(gray) and (gray["split"] == "train").all()
+    assert not sources["credit"].str.contains("grayscale").any()  # colour photographs only
 
 
 def test_images_are_cropped_to_16_and_pairs_match(smoke):
@@ -115,11 +115,14 @@ def test_full_mini_build(tmp_path):
     paths = mini.build(tmp_path / "mini", seed=0)
     df = read_manifest(paths["mini_3d"])
     test = df[(df.split == "test") & (df.task == "derain")]
-    assert len(test) == 16 and test["source"].nunique() == 4  # 2×2 tiles of 4 photographs
+    assert len(test) == 8 and test["source"].nunique() == 8  # 8 independent photographs
     for m in ("mini_5d", "mini_cdd11", "mini_weatherbench", "mini_desnow"):
-        counts = read_manifest(paths[m]).query("split == 'test'").groupby("task").size()
-        assert (counts >= 12).all(), (m, counts.to_dict())
-    assert len(df[(df.split == "train") & (df.task == "derain")]) == 55  # 11 photos × 5
+        tdf = read_manifest(paths[m]).query("split == 'test'")
+        assert (tdf.groupby("task")["source"].nunique() >= 8).all(), m
+    assert len(df[(df.split == "train") & (df.task == "derain")]) == 48  # dead-leaves images
+    # evaluation costs no more than the former 16 tiles of 256 px (669,696 pixels per task)
+    pixels = sum(np.prod(Image.open(tmp_path / "mini" / p).size) for p in test["clean_path"])
+    assert pixels <= 669_696
 
 
 # ---------------------------------------------------------------------------------------------

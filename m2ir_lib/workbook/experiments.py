@@ -227,13 +227,13 @@ def plan(
         daclip_checkpoint = ""  # not part of this run's identity
     setting = SETTINGS[data.setting]
     tasks = setting.train_tasks
-    # Real data is mixed as AdaIR/MoCE-IR do (e.g. Rain100L ×120); the stand-in is balanced.
+    # Real data is mixed as AdaIR/MoCE-IR do (e.g. Rain100L ×120); the stand-in gets factors
+    # that give its tasks the same sample shares (settings.stand_in_repeats).
     repeats = None
     sched = None
     if data.available:
         rows = train_rows(data, tasks)
-        if data.real:
-            repeats = {t: (setting.repeats or {}).get(t, 1) for t in rows}
+        repeats = setting.repeats_for(data.setting, rows, data.real)
         tcfg, sched = schedule(profile, data.setting, rows, repeats, tcfg, ablation)
     note = "; ".join(notes)
     return Run(label, cfg, tcfg, data, seed, daclip_checkpoint, note, tasks, repeats, sched)
@@ -263,6 +263,7 @@ def _spec(run: Run, profile: Profile) -> dict:
         # The embedded benchmark fits in memory: decoding its PNGs again on every step cost
         # ~10-15 % of a mini step (measured, 1 thread); the numbers are the same either way.
         cache_images=not run.data.real,
+        label=run.label,  # progress lines only; not part of the cache key
     )
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from data_prep.adapters import LAYOUTS
 from data_prep.mini import build_mini
 from data_prep.prepare import prepare
 from data_prep.scan import BadImageError, CountError, LayoutError
 from m2ir_lib.core.config import Profile, check_profile
-from m2ir_lib.data.datasets import CDD11_TYPES, read_manifest
+from m2ir_lib.data.datasets import CDD11_TYPES, NOISE_SIGMAS, read_manifest
 from m2ir_lib.data.files import atomic_path
 from m2ir_lib.workbook import results
 
@@ -38,8 +39,16 @@ class Setting:
     eval_tasks: tuple[str, ...] | None = None
     protocol: str = "peer"  # m2ir_lib.data.metrics protocol
     # Per-task repetition of the real training pairs in one epoch (the peers' data balancing);
-    # a task not listed counts once. The synthetic stand-in is balanced and never repeated.
+    # a task not listed counts once. The synthetic stand-in gets its own factors
+    # (`stand_in_repeats`) that give its tasks the paper's sample shares.
     repeats: dict[str, int] | None = None
+
+    def repeats_for(self, setting: str, rows: dict[str, int], real: bool) -> dict[str, int]:
+        """Per-task factors of a run on `rows` (training rows per task): the peers' factors
+        on real data, `stand_in_repeats` on the embedded benchmark."""
+        if real:
+            return {t: (self.repeats or {}).get(t, 1) for t in rows}
+        return stand_in_repeats(setting, rows)
 
 
 # AdaIR's factors (docs/data.md §3): each noise level of BSD400+WED ×3, Rain100L ×120, OTS ×1,
@@ -65,6 +74,70 @@ SETTINGS: dict[str, Setting] = {
     "dehaze": Setting("3d", "RESIDE OTS / SOTS", ("dehaze",), ("dehaze",), repeats=_3D_REPEATS),
     "derain": Setting("3d", "Rain100L", ("derain",), ("derain",), repeats=_3D_REPEATS),
 }
+
+
+# data_prep parts whose published training counts make each setting's training set (the same
+# parts as `cost.published_rows`); WeatherBench publishes no per-weather counts.
+PAPER_PARTS = {
+    "3d": ("wed-bsd400", "rain100l-train", "ots"),
+    "5d": ("wed-bsd400", "rain100l-train", "ots", "gopro-train", "lol-train"),
+    "cdd11": ("cdd11-train",),
+    "denoise": ("wed-bsd400",),
+    "dehaze": ("ots",),
+    "derain": ("rain100l-train",),
+}
+
+
+def paper_samples(setting: str) -> dict[str, int] | None:
+    """Samples per task in one epoch of the paper's training set: published rows (one per
+    noise level for denoising) × the peers' repeat factors; None where the counts are not
+    published (WeatherBench) or the setting is not trained on (CSD)."""
+    parts = PAPER_PARTS.get(setting)
+    if parts is None:
+        return None
+    reps = SETTINGS[setting].repeats or {}
+    out: dict[str, int] = {}
+    for part in parts:
+        for src in LAYOUTS[part][0].sources:
+            n = src.expected * (len(NOISE_SIGMAS) if src.task == "denoise" else 1)
+            out[src.task] = out.get(src.task, 0) + n * reps.get(src.task, 1)
+    train = SETTINGS[setting].train_tasks
+    return {t: n for t, n in out.items() if not train or t in train}
+
+
+def shares(samples: dict[str, int]) -> dict[str, float]:
+    """Each task's share of an epoch's samples."""
+    total = sum(samples.values())
+    return {t: n / total for t, n in samples.items()}
+
+
+def stand_in_repeats(
+    setting: str, rows: dict[str, int], tol: float = 0.01, max_scale: int = 20
+) -> dict[str, int]:
+    """Integer factors for the stand-in's `rows` that give each task the paper's sample share.
+
+    Start from each task's wanted samples per row (paper samples / stand-in rows), divided by
+    the smallest, and scale by m = 1, 2, ...: the first m whose rounded factors put every task
+    within `tol` (1 percentage point) of its paper share wins, else the closest up to
+    `max_scale`. Where the paper's shares are unknown (WeatherBench) every factor is 1, i.e.
+    the stand-in's balance (the peers repeat no WeatherBench task either).
+    """
+    paper = paper_samples(setting)
+    if not paper or not set(rows) <= set(paper):
+        return {t: 1 for t in rows}
+    want = shares({t: paper[t] for t in rows})
+    per_row = {t: want[t] / rows[t] for t in rows}
+    low = min(per_row.values())
+    best, best_err = None, float("inf")
+    for m in range(1, max_scale + 1):
+        reps = {t: max(1, round(m * v / low)) for t, v in per_row.items()}
+        got = shares({t: rows[t] * reps[t] for t in rows})
+        err = max(abs(got[t] - want[t]) for t in rows)
+        if err < best_err - 1e-12:
+            best, best_err = reps, err
+        if err <= tol:
+            break
+    return best
 
 
 @dataclass(frozen=True)
