@@ -246,7 +246,8 @@ def run(
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     params = {"profile": profile, **(parameters or {})}
     done: list[dict] = []
-    training = [nb for nb in todo if nb.stem == TRAINING_NOTEBOOK]
+    # A run of several notebooks trains the plan first; notebook 02 alone trains it itself.
+    training = [nb for nb in todo if nb.stem == TRAINING_NOTEBOOK and len(todo) > 1]
     stages = [TRAINING] * bool(training) + [nb.name for nb in todo]
     clock = Clock(_predicted(times_path, stages), f"workbook [{profile}]")
     if training:  # every run in one pool first; the notebooks then read them from the cache

@@ -1,6 +1,6 @@
 """Fig. 9's and Fig. 10's claims as rows with intervals over photographs (issue 21, item 5):
-the gates' change and correlation (`visualize.gate_claims`), the encoders' separation
-(`visualize.separation_interval`, `visualize.tsne_claims`), on synthetic inputs with a
+the gates' change and correlation (`figstats.gate_claims`), the encoders' separation
+(`figstats.separation_interval`, `figstats.tsne_claims`), on synthetic inputs with a
 known answer."""
 
 import numpy as np
@@ -11,7 +11,7 @@ from sklearn.metrics import silhouette_score
 
 from m2ir_lib.core.config import MODEL_PRESETS
 from m2ir_lib.core.model import M2IR
-from m2ir_lib.workbook import claims, visualize
+from m2ir_lib.workbook import claims, figstats, visualize
 
 TASKS = ("dehaze", "derain", "denoise")
 
@@ -31,11 +31,11 @@ def _gate_stats(change, r, spread, photographs=4, tiles=4, seed=0):
                     rows.append(dict(task=task, image=f"p{p}_t{t}", unit=f"p{p}", block=block,
                                      gate_degraded=gt + change + photo + noise, gate_gt=gt,
                                      r_drop_vs_damage=r + 10 * (photo + noise)))  # fmt: skip
-    return pd.DataFrame(rows, columns=visualize.GATE_COLUMNS)
+    return pd.DataFrame(rows, columns=figstats.GATE_COLUMNS)
 
 
 def test_gate_claims_find_the_papers_reading_over_photographs():
-    rows = visualize.gate_claims(_gate_stats(change=-0.02, r=0.3, spread=0.002))
+    rows = figstats.gate_claims(_gate_stats(change=-0.02, r=0.3, spread=0.002))
     assert [r["claim"].split(" (")[-1] for r in rows] == [
         "all tasks)",
         *[f"{t})" for t in TASKS],
@@ -47,17 +47,17 @@ def test_gate_claims_find_the_papers_reading_over_photographs():
     assert corr["estimate"] == pytest.approx(0.3, abs=0.05) and corr["verdict"] == "supports"
     assert all(r["ci_low"] < r["estimate"] < r["ci_high"] for r in rows)
     assert set(claims.frame(rows, "smoke").columns) == set(claims.CLAIM_COLUMNS)
-    again = visualize.gate_claims(_gate_stats(change=-0.02, r=0.3, spread=0.002))
+    again = figstats.gate_claims(_gate_stats(change=-0.02, r=0.3, spread=0.002))
     pd.testing.assert_frame_equal(pd.DataFrame(rows), pd.DataFrame(again))  # seeded
 
 
 def test_gate_claims_call_the_opposite_contradicted_and_noise_unresolved():
-    higher = visualize.gate_claims(_gate_stats(change=+0.02, r=-0.3, spread=0.002))
+    higher = figstats.gate_claims(_gate_stats(change=+0.02, r=-0.3, spread=0.002))
     assert {r["verdict"] for r in higher} == {"contradicts"}
-    noise = visualize.gate_claims(_gate_stats(change=0.0, r=0.0, spread=0.02, seed=0))
+    noise = figstats.gate_claims(_gate_stats(change=0.0, r=0.0, spread=0.02, seed=0))
     assert noise[0]["verdict"] == "cannot resolve" and noise[0]["ci_low"] < 0 < noise[0]["ci_high"]
     assert "independent units (now 4)" in noise[0]["design"]
-    text = visualize.claims_caption(noise).data
+    text = figstats.claims_caption(noise).data
     r = noise[0]
     assert f"{r['estimate']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" in text
     assert "**cannot resolve**" in text and f"detectable here {r['detectable']:.2g}" in text
@@ -65,10 +65,10 @@ def test_gate_claims_call_the_opposite_contradicted_and_noise_unresolved():
 
 def test_gate_claims_of_a_table_without_photographs_have_no_interval():
     old = _gate_stats(change=-0.02, r=0.3, spread=0.002, photographs=1, tiles=1)
-    rows = visualize.gate_claims(old.drop(columns=["image", "unit"]))  # written before units
+    rows = figstats.gate_claims(old.drop(columns=["image", "unit"]))  # written before units
     assert rows and all(not np.isfinite(r["ci_low"]) for r in rows)
     assert {r["verdict"] for r in rows} == {"cannot resolve"}
-    assert visualize.gate_claims(visualize.gate_statistics([])) == []
+    assert figstats.gate_claims(figstats.gate_statistics([])) == []
 
 
 def test_gate_statistics_name_the_image_and_its_photograph():
@@ -76,8 +76,8 @@ def test_gate_statistics_name_the_image_and_its_photograph():
     model = M2IR(MODEL_PRESETS["smoke"])
     item = dict(task="derain", name="coffee_t0", unit="coffee", clean=torch.rand(3, 32, 32))
     item["degraded"] = (item["clean"] + 0.2 * torch.rand(3, 32, 32)).clamp(0, 1)
-    g = visualize.gate_statistics(visualize.gate_pairs(model, [item]))
-    assert list(g.columns) == visualize.GATE_COLUMNS and len(g) > 1  # one line per block
+    g = figstats.gate_statistics(visualize.gate_pairs(model, [item]))
+    assert list(g.columns) == figstats.GATE_COLUMNS and len(g) > 1  # one line per block
     assert set(g["image"]) == {"coffee_t0"} and set(g["unit"]) == {"coffee"}
 
 
@@ -98,14 +98,14 @@ def _clusters(separated: float, photographs=4, points=12, seed=0):
 
 def test_separation_interval_resamples_photographs_around_the_silhouette():
     f, labels, units = _clusters(separated=3.0)
-    ci = visualize.separation_interval(f, labels, units)
-    assert ci.estimate == pytest.approx(visualize.separation(f, labels))
-    assert ci.estimate == pytest.approx(silhouette_score(visualize._standardised(f), labels))
+    ci = figstats.separation_interval(f, labels, units)
+    assert ci.estimate == pytest.approx(figstats.separation(f, labels))
+    assert ci.estimate == pytest.approx(silhouette_score(figstats._standardised(f), labels))
     assert ci.n == 4 and ci.df == 3 and ci.low < ci.estimate < ci.high
-    assert ci == visualize.separation_interval(f, labels, units)  # seeded
-    same = visualize.separation_interval(f, labels, units, minus=f)
+    assert ci == figstats.separation_interval(f, labels, units)  # seeded
+    same = figstats.separation_interval(f, labels, units, minus=f)
     assert same.estimate == 0 and same.low == same.high == 0  # the same draw on both sides
-    one = visualize.separation_interval(f, labels, ["p0"] * len(labels))
+    one = figstats.separation_interval(f, labels, ["p0"] * len(labels))
     assert one.n == 1 and not np.isfinite(one.low)
 
 
@@ -113,16 +113,16 @@ def test_tsne_claims_read_the_papers_direction():
     mst, labels, units = _clusters(separated=0.5)
     transformer, _, _ = _clusters(separated=4.0, seed=1)
     paper_like = {"MST": (mst, labels), "Transformer": (transformer, labels)}
-    (row,) = visualize.tsne_claims(paper_like, units)
+    (row,) = figstats.tsne_claims(paper_like, units)
     assert row["source"] == "Fig. 10" and row["kind"] == "paper"
     assert row["estimate"] < 0 and row["ci_high"] < 0 and row["verdict"] == "supports"
     assert row["estimate"] == pytest.approx(
-        visualize.separation(mst, labels) - visualize.separation(transformer, labels)
+        figstats.separation(mst, labels) - figstats.separation(transformer, labels)
     )
     reverse = {"MST": (transformer, labels), "Transformer": (mst, labels)}
-    assert visualize.tsne_claims(reverse, units)[0]["verdict"] == "contradicts"
-    assert visualize.tsne_claims({}, []) == []
-    table = visualize.tsne_statistics(paper_like, "latent", units)
+    assert figstats.tsne_claims(reverse, units)[0]["verdict"] == "contradicts"
+    assert figstats.tsne_claims({}, []) == []
+    table = figstats.tsne_statistics(paper_like, "latent", units)
     assert (table["ci_low"] < table["silhouette"]).all() and set(table["n_units"]) == {4}
 
 
