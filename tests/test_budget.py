@@ -40,10 +40,18 @@ def test_prediction_reads_own_logs_then_the_reference_table_then_the_median(tmp_
     ref = tmp_path / "results" / "smoke"
     ref.mkdir(parents=True)
     ref_key = experiments.run_dir(runs[1], profile).name
-    pd.DataFrame({"run": ["b"], "cache": [ref_key], "train_minutes": [0.5]}).to_csv(
-        ref / budget.REFERENCE, index=False
-    )
+    pd.DataFrame(
+        {
+            "run": ["b", "renamed"],
+            "cache": [ref_key, "old-key"],
+            "steps": [runs[1].train.iters, 10],
+            "train_minutes": [0.5, 1.0],
+        }
+    ).to_csv(ref / budget.REFERENCE, index=False)
     pred = budget.predicted_seconds(runs, profile, root=tmp_path).set_index("run")
+    moved = experiments.plan("renamed", profile, runs[0].data, seed=5, train={"iters": 20})
+    by_name = budget.predicted_seconds([moved], profile, root=tmp_path)
+    assert by_name["seconds"].iloc[0] == 120.0 and "same run name" in by_name["source"].iloc[0]
     assert pred.loc["a", "seconds"] == 12.0 and pred.loc["a", "source"] == "this run's log"
     assert pred.loc["b", "seconds"] == 30.0 and "reference" in pred.loc["b", "source"]
     per_iter = (12.0 / iters + 30.0 / runs[1].train.iters) / 2

@@ -7,9 +7,11 @@ long that takes, from measured step times only:
 1. a run already trained here: the seconds in its own log;
 2. else the same run in the profile's reference table (`results/<profile>/training_runs.csv`,
    matched by its cache folder), measured by the run that produced the committed results;
-3. else its iterations × the median seconds per iteration measured by runs of the same kind
-   (network type, patch and batch) under 1 or 2;
-4. else unknown (nan), and the prediction says how many runs it could not price.
+3. else the run of the same name in that table, scaled by iterations (its data or code may
+   have changed since, which moves a step's cost little);
+4. else its iterations × the median seconds per iteration measured by runs of the same kind
+   (network type, patch and batch) under 1 to 3;
+5. else unknown (nan), and the prediction says how many runs it could not price.
 
 `wall_times` then schedules the runs longest first on 1, 2, 4 and 8 workers (the pool's
 own order) and reports the finish time of the last one. It assumes one thread per worker and
@@ -47,6 +49,11 @@ def predicted_seconds(runs: list[Run], profile: Profile, root=None) -> pd.DataFr
         if {"cache", "train_minutes"} <= set(ref.columns)
         else pd.Series(dtype=float)
     )
+    by_name = (
+        ref.dropna(subset=["train_minutes", "steps"]).drop_duplicates("run").set_index("run")
+        if {"run", "steps", "train_minutes"} <= set(ref.columns)
+        else pd.DataFrame(columns=["steps", "train_minutes"])
+    )
     rows = []
     for r in runs:
         d = run_dir(r, profile) if r.data.available else None
@@ -57,6 +64,10 @@ def predicted_seconds(runs: list[Run], profile: Profile, root=None) -> pd.DataFr
                 seconds, source = float(log["time_s"].max()), "this run's log"
         if math.isnan(seconds) and d is not None and d.name in measured.index:
             seconds, source = float(measured[d.name]), f"reference {REFERENCE}"
+        if math.isnan(seconds) and r.label in by_name.index:
+            same = by_name.loc[r.label]
+            seconds = float(same["train_minutes"]) * 60 * r.train.iters / float(same["steps"])
+            source = f"same run name in {REFERENCE}, scaled by iterations"
         rows.append(
             dict(run=r.label, kind=_kind(r), iters=r.train.iters, seconds=seconds, source=source)
         )
