@@ -92,3 +92,37 @@ def test_summary_page_names_its_run_and_links_only_committed_figures():
     assert links, "the page shows no figure"
     for link in links:
         assert f"results/mini/{link}" in tracked, link
+
+
+def test_the_summary_opens_with_the_claims_and_every_table_wrote_its_claims():
+    from m2ir_lib.workbook import claims
+
+    page = (MINI / "README.md").read_text(encoding="utf-8")
+    first = page.index("## ")
+    assert page[first:].startswith("## The paper's claims at a glance")
+    found = claims.read_claims("mini", REPO)
+    for roman in ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"):
+        assert roman in set(found["source"]), roman
+    assert set(found["kind"]) <= {claims.PAPER, claims.EXTRA}
+    assert found["verdict"].notna().all()
+
+
+def test_extra_seeds_go_only_where_a_claim_can_be_tested():
+    """Issue 23: `Profile.seed_tables` at mini against the committed claims. A table that trains
+    extra seeds has a paper claim (with a printed effect) that this design can test; one that
+    does not has none, so more seeds there would only repeat untestable comparisons."""
+    from m2ir_lib.core.config import get_profile
+    from m2ir_lib.workbook import claims, tables
+
+    found = claims.read_claims("mini", REPO)
+    sized = found[(found["kind"] == claims.PAPER) & found["paper_effect"].notna()]
+    seeded = get_profile("mini").seed_tables
+    for roman in tables.HEADLINE:
+        rows = sized[sized["source"] == roman]
+        if rows.empty:  # e.g. Table VI: no printed effect to size a design against
+            continue
+        testable = ~rows["verdict"].astype(str).str.startswith("not testable")
+        if roman in seeded:
+            assert testable.any(), f"Table {roman} trains extra seeds that no claim can use"
+        else:
+            assert not testable.any(), f"Table {roman}'s claims could use extra seeds"
