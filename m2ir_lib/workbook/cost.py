@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_prep.adapters import LAYOUTS, WEATHERBENCH_DEFAULT
+from data_prep.adapters import WEATHERBENCH_DEFAULT
 from m2ir_lib.core.config import M2IRConfig, Profile, check_profile
 from m2ir_lib.core.rivals import RIVALS, RivalConfig
-from m2ir_lib.data.datasets import NOISE_SIGMAS
 from m2ir_lib.workbook import experiments, results, settings, tables
 
 NOT_MEASURED = "not measured yet"
@@ -32,26 +31,15 @@ MEASURED = results.repo_root() / "benchmarks" / "measured"
 # bandwidth (1.0 vs 4.8 TB/s) favours the H200, so treat the column as a rough guide.
 RTX4090_VS = {"NVIDIA H200": 82.6 / 67.0, "NVIDIA H100 80GB HBM3": 82.6 / 67.0}
 
-# data_prep parts whose published training counts make each setting's training set.
-_PARTS = {
-    "3d": ("wed-bsd400", "rain100l-train", "ots"),
-    "5d": ("wed-bsd400", "rain100l-train", "ots", "gopro-train", "lol-train"),
-    "cdd11": ("cdd11-train",),
-    "denoise": ("wed-bsd400",),
-    "dehaze": ("ots",),
-    "derain": ("rain100l-train",),
-}
-
 
 def published_rows(setting: str) -> dict[str, int]:
-    """Training rows per task at the published sizes (one row per noise level for denoising)."""
+    """Training rows per task at the published sizes (one row per noise level for denoising;
+    `settings.published_rows`), WeatherBench's as one total."""
     if setting == "weatherbench":  # per-weather counts unpublished; every factor is 1
         return {"weather": int(WEATHERBENCH_DEFAULT["totals"]["train"])}
-    rows: dict[str, int] = {}
-    for part in _PARTS[setting]:
-        for s in LAYOUTS[part][0].sources:
-            n = s.expected * (len(NOISE_SIGMAS) if s.task == "denoise" else 1)
-            rows[s.task] = rows.get(s.task, 0) + n
+    rows = settings.published_rows(setting)
+    if rows is None:
+        raise KeyError(setting)
     return rows
 
 

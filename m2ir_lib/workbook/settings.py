@@ -76,8 +76,8 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
-# data_prep parts whose published training counts make each setting's training set (the same
-# parts as `cost.published_rows`); WeatherBench publishes no per-weather counts.
+# data_prep parts whose published training counts make each setting's training set (also the
+# cost table's, `cost.published_rows`); WeatherBench publishes no per-weather counts.
 PAPER_PARTS = {
     "3d": ("wed-bsd400", "rain100l-train", "ots"),
     "5d": ("wed-bsd400", "rain100l-train", "ots", "gopro-train", "lol-train"),
@@ -88,21 +88,30 @@ PAPER_PARTS = {
 }
 
 
-def paper_samples(setting: str) -> dict[str, int] | None:
-    """Samples per task in one epoch of the paper's training set: published rows (one per
-    noise level for denoising) × the peers' repeat factors; None where the counts are not
-    published (WeatherBench) or the setting is not trained on (CSD)."""
+def published_rows(setting: str) -> dict[str, int] | None:
+    """Training rows per task at the published sizes (one row per noise level for denoising);
+    None where the counts are not published (WeatherBench) or the setting is not trained on."""
     parts = PAPER_PARTS.get(setting)
     if parts is None:
         return None
-    reps = SETTINGS[setting].repeats or {}
-    out: dict[str, int] = {}
+    rows: dict[str, int] = {}
     for part in parts:
         for src in LAYOUTS[part][0].sources:
             n = src.expected * (len(NOISE_SIGMAS) if src.task == "denoise" else 1)
-            out[src.task] = out.get(src.task, 0) + n * reps.get(src.task, 1)
+            rows[src.task] = rows.get(src.task, 0) + n
+    return rows
+
+
+def paper_samples(setting: str) -> dict[str, int] | None:
+    """Samples per task in one epoch of the paper's training set: `published_rows` × the
+    peers' repeat factors; None where the counts are not published (WeatherBench) or the
+    setting is not trained on (CSD)."""
+    rows = published_rows(setting)
+    if rows is None:
+        return None
+    reps = SETTINGS[setting].repeats or {}
     train = SETTINGS[setting].train_tasks
-    return {t: n for t, n in out.items() if not train or t in train}
+    return {t: n * reps.get(t, 1) for t, n in rows.items() if not train or t in train}
 
 
 def shares(samples: dict[str, int]) -> dict[str, float]:
