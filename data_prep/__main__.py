@@ -17,9 +17,17 @@ import warnings
 
 from data_prep.prepare import COMMANDS, prepare
 from data_prep.scan import BadImageError, CountError, LayoutError, PartialDataWarning
+from m2ir_lib.data.files import cli_logging, user_errors
 
 
 def main(argv=None) -> int:
+    """`_main` with the command lines' logging, and a mistake in one line, exit status 2."""
+    cli_logging()
+    with user_errors("python -m data_prep"):
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
     choices = "\n".join(f"  {k:14s}{c.help}" for k, c in COMMANDS.items())
     p = argparse.ArgumentParser(
         prog="python -m data_prep",
@@ -37,8 +45,13 @@ def main(argv=None) -> int:
     p.add_argument(
         "--allow-partial",
         action="store_true",
-        help="accept missing parts and "
-        "counts other than the published ones, with a loud warning in the report",
+        help="accept counts other than the published ones, with a loud warning in the report",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="accept a data set with required parts or tasks missing (it then lacks whole "
+        "tasks), with a loud warning in the report; refused otherwise",
     )
     p.add_argument(
         "--on-bad",
@@ -67,6 +80,7 @@ def main(argv=None) -> int:
                 a.root,
                 a.out,
                 allow_partial=a.allow_partial,
+                allow_missing=a.allow_missing,
                 on_bad=a.on_bad,
                 verify=a.verify,
                 patch=a.patch,

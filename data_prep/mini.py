@@ -63,6 +63,7 @@ from m2ir_lib.data.datasets import (
     crop_to_multiple,
     load_image,
 )
+from m2ir_lib.data.files import cli_logging
 
 MANIFESTS = ("mini_3d", "mini_5d", "mini_cdd11", "mini_desnow", "mini_weatherbench")
 
@@ -427,6 +428,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=sorted(SIZES), default="mini")
     a = p.parse_args(argv)
+    cli_logging()
     if a.seed < 0:
         p.error(f"--seed {a.seed}: give an integer >= 0")
     t0 = time.perf_counter()

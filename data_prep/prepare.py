@@ -157,6 +157,32 @@ def relative(path: Path, root: Path) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
 
 
+def empty_tasks(part: Part) -> list[str]:
+    """The ``split/task`` groups of ``part``'s layout that got no pair (a folder missing, or
+    every file left out as bad): training or testing on the part would drop that task."""
+    have = {(p.split, p.task) for p in part.pairs}
+    want = dict.fromkeys((s.split, s.task) for s in part.layout.sources)
+    return [f"{split}/{task}" for split, task in want if (split, task) not in have]
+
+
+def _gone_message(command, gone, missing, parts) -> str:
+    """Why ``command`` is refused: each part missing (with its expected trees) or hollow."""
+    out = [
+        f"{command}: {len(gone)} required part(s) missing or without pairs; training or "
+        "testing on the rest would drop whole data sets or tasks (pass --allow-missing to "
+        "accept that on purpose; the notebooks never do):"
+    ]
+    for p in gone:
+        if p in parts:
+            out.append(
+                f"{p}: no pairs for {', '.join(empty_tasks(parts[p]))} under "
+                f"{parts[p].base}; expected tree:\n{parts[p].layout.describe()}"
+            )
+        else:
+            out.append(missing[p])
+    return "\n\n".join(out)
+
+
 def _find_parts(names, root, layout, allow_partial) -> tuple[dict[str, Part], dict[str, str]]:
     found, missing = {}, {}
     for name in names:
@@ -174,6 +200,7 @@ def prepare(
     out="data/manifests",
     *,
     allow_partial: bool = False,
+    allow_missing: bool = False,
     on_bad: str = "stop",
     verify: str = "quick",
     patch: int = 128,
@@ -186,8 +213,11 @@ def prepare(
         command: data set or setting name.
         root: data root (default ``M2IR_DATA``).
         out: folder for ``<name>.csv`` and ``<name>.report.md``.
-        allow_partial: a missing part or a count different from the published one becomes a
-            loud warning (``PartialDataWarning``, and in the report) instead of an error.
+        allow_partial: a count different from the published one becomes a loud warning
+            (``PartialDataWarning``, and in the report) instead of an error.
+        allow_missing: a required part that is missing, or one of its tasks without any pair,
+            becomes such a warning too (the data set then lacks whole tasks); without it the
+            command is refused, naming the parts and their expected trees.
         on_bad: corrupt, truncated, size-mismatched or too small pairs: ``stop`` (raise) or
             ``skip`` (leave out, listed in the report).
         verify: ``quick`` (headers, PNG CRCs, JPEG end markers), ``full`` (decode everything)
@@ -197,7 +227,8 @@ def prepare(
         progress: tqdm bars while checking images.
 
     Raises:
-        LayoutError: a required part is missing (message: the expected trees).
+        LayoutError: a required part is missing or one of its tasks has no pair (message:
+            the parts and their expected trees).
         CountError: counts differ from the published ones (message: the table).
         BadImageError: a bad pair with ``on_bad='stop'``.
     """
@@ -213,8 +244,8 @@ def prepare(
     parts, missing = _find_parts(wanted, root, layout, allow_partial)
     if command != "all":
         lost = [p for p in COMMANDS[command].required if p in missing]
-        if lost and not (allow_partial and parts):
-            raise LayoutError("\n\n".join(missing[p] for p in lost))
+        if lost and not (allow_missing and parts):
+            raise LayoutError(_gone_message(command, lost, missing, parts))
     for part in parts.values():
         check_images(part, verify, on_bad, patch, progress)
     res = Result(parts=parts, missing=sorted(missing))
@@ -224,6 +255,7 @@ def prepare(
     )
     bad = res.counts[res.counts["status"] == "MISMATCH"]
     short_parts = set(bad["part"])
+    hollow = {p for p, part in parts.items() if empty_tasks(part)}
     failed, absent = {}, []
     for name in names:
         cmd = COMMANDS[name]
@@ -233,7 +265,13 @@ def prepare(
         ):
             absent.append(name + (f" (lacks {', '.join(lacking)})" if name not in FAMILIES else ""))
             continue
-        short = [p for p in cmd.required if p not in parts or p in short_parts]
+        gone = [p for p in cmd.required if p not in parts or p in hollow]
+        if gone and not allow_missing:
+            if command != "all":
+                raise LayoutError(_gone_message(name, gone, missing, parts))
+            failed[name] = gone
+            continue
+        short = [p for p in cmd.required if p in short_parts and p not in gone]
         if short and not allow_partial:
             if command != "all":
                 raise CountError(
@@ -249,9 +287,13 @@ def prepare(
                 )
             failed[name] = short
             continue
-        for p in short:
+        for p in gone + short:
             msg = f"{name}: part {p} " + (
-                "missing" if p not in parts else "has other counts than published (see the table)"
+                "missing"
+                if p not in parts
+                else f"has no pairs for {', '.join(empty_tasks(parts[p]))}"
+                if p in hollow
+                else "has other counts than published (see the table)"
             )
             warnings.warn(f"PARTIAL DATA: {msg}", PartialDataWarning, stacklevel=2)
             res.warnings.append(msg)
@@ -261,7 +303,13 @@ def prepare(
         atomic_write_text(df.to_csv(index=False, lineterminator="\n"), path)
         res.manifests[name] = path
     res.report = out / f"{command}.report.md"
-    options = dict(verify=verify, on_bad=on_bad, patch=patch, allow_partial=allow_partial)
+    options = dict(
+        verify=verify,
+        on_bad=on_bad,
+        patch=patch,
+        allow_partial=allow_partial,
+        allow_missing=allow_missing,
+    )
     atomic_write_text(
         render_report(command, root, res, missing, failed, absent, options), res.report
     )
@@ -298,7 +346,7 @@ def render_report(command, root, res: Result, missing, failed, absent, flags) ->
         f"- {n}: `{p.name}` ({len(pd.read_csv(p))} rows)" for n, p in res.manifests.items()
     ]
     if res.warnings:
-        lines += ["", "## WARNINGS (accepted with --allow-partial)", ""]
+        lines += ["", "## WARNINGS (accepted with --allow-partial / --allow-missing)", ""]
         lines += [f"- {w}" for w in res.warnings]
     if failed:
         lines += ["", "## Not written (incomplete)", ""]

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from m2ir_lib.data.datasets import CDD11_TYPES
+from m2ir_lib.data.files import cli_logging, user_errors
 
 TRAIN_SIZE = (128, 128)  # (W, H): one 128² training patch after the crop to 16
 TEST_SIZE = (64, 48)
@@ -123,7 +124,9 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", type=int, default=2, help="pairs per data set and split")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    print(write_rehearsal_root(a.out, a.pairs, a.seed))
+    cli_logging()
+    with user_errors(p.prog):  # e.g. --pairs 1
+        print(write_rehearsal_root(a.out, a.pairs, a.seed))
     return 0
 
 

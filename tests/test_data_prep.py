@@ -221,8 +221,10 @@ def test_each_published_layout_is_recognised(tmp_path, shrink, part, layout, pai
     _tree(tmp_path, pairs)
     shrink(part)
     family = next(c for c in FAMILIES if part in COMMANDS[c].required + COMMANDS[c].optional)
-    # the family's other parts are absent here: allow_partial lets this one through
-    res = prepare(family, tmp_path, tmp_path / "out", patch=16, allow_partial=True)
+    # the family's other parts are absent here: allow_missing lets this one through
+    res = prepare(
+        family, tmp_path, tmp_path / "out", patch=16, allow_partial=True, allow_missing=True
+    )
     found = res.parts[part]
     assert layout in found.layout.name and len(found.pairs) == N
     rows = res.counts[res.counts["part"] == part]
@@ -482,8 +484,12 @@ def test_size_mismatch_and_too_small_images(tmp_path, shrink):
     _img(tmp_path / "test/derain/Rain100L/target/1.png")
     with pytest.raises(BadImageError, match=r"norain-1.png.*too-small.*32×32 after the crop"):
         _run(tmp_path, tmp_path, "rain100l", patch=128)
+    # every training pair too small: the task would be gone, refused unless allow_missing
+    with pytest.raises(LayoutError, match=r"(?s)rain100l-train: no pairs for train/derain"):
+        _run(tmp_path, tmp_path, "rain100l", patch=128, on_bad="skip", allow_partial=True)
     with pytest.warns(PartialDataWarning):
-        res = _run(tmp_path, tmp_path, "rain100l", patch=128, on_bad="skip", allow_partial=True)
+        res = _run(tmp_path, tmp_path, "rain100l", patch=128, on_bad="skip", allow_partial=True,
+                   allow_missing=True)  # fmt: skip
     assert res.parts["rain100l-train"].pairs == [] and "too-small" in res.report.read_text()
 
 

@@ -1,5 +1,6 @@
 """DDP path of the training loop (§IV-A: 2 GPUs): two gloo processes under torchrun on CPU."""
 
+import json
 import os
 import subprocess
 import sys
@@ -66,3 +67,7 @@ def test_two_process_gloo_ranks_agree(smoke_data, tmp_path):
     assert (meta1["accumulation"], meta["accumulation"]) == (2, 1)
     assert list(pd.read_csv(one / "log.csv")["lr"]) == list(log["lr"])
     assert "global batch 2 = 2 process(es) × 1 × accumulation 1" in done.stdout
+    # Issue 24: the samples each step was taken on, counted in the loop (summed over ranks).
+    for folder in (tmp_path, one):
+        done_meta = json.loads((folder / "meta.json").read_text())
+        assert done_meta["samples_per_step"] == [2] and done_meta["samples_stepped"] == 8

@@ -108,7 +108,8 @@ class TrainConfig:
     The global batch (samples per optimizer step) is ``batch_size × grad_accum`` as written
     here for one process; with W processes the loop accumulates
     ``global_batch / (W × batch_size)`` micro-batches, so 1, 2 or 4 GPUs train on the same
-    samples per step (`m2ir_lib.engine.train.accumulation`). Iteration counts here are what a run
+    samples per step (`m2ir_lib.engine.train.accumulation`); 8 GPUs need 4 per process
+    (`with_batch_size`, ``M2IR_BATCH_SIZE``, ``--batch-size``). Iteration counts here are what a run
     trains; a profile stating its budget in epochs (`Profile.epochs`) has them derived from
     the data by `m2ir_lib.workbook.experiments.schedule`.
     """
@@ -323,6 +324,33 @@ def check_profile(profile) -> Profile:
 
 
 REHEARSAL_ENV = "M2IR_REHEARSAL"
+BATCH_ENV = "M2IR_BATCH_SIZE"  # per-process batch of every run (`with_batch_size`)
+
+
+def with_batch_size(prof: Profile, batch_size: int) -> Profile:
+    """`prof` training `batch_size` samples per process and micro-batch, with the same global
+    batch (its accumulation grows to match): the setting for a GPU with less memory, or for
+    more GPUs than the global batch has room for at 8 each (8 GPUs: 4).
+
+    The split is part of a run's identity (the balance loss of eq. (9) is taken over each
+    micro-batch), so runs at another batch size are trained and cached apart.
+
+    Raises:
+        ValueError: `batch_size` does not divide a global batch of the profile (names those
+            that do).
+    """
+    out = {}
+    for name in ("train", "ablation_train"):
+        tc: TrainConfig = getattr(prof, name)
+        g = tc.global_batch
+        if not isinstance(batch_size, int) or batch_size < 1 or g % batch_size:
+            fits = [b for b in range(1, g + 1) if g % b == 0]
+            raise ValueError(
+                f"batch size {batch_size!r}: profile {prof.name!r} trains a global batch of {g} "
+                f"samples per step; give a per-process batch that divides it: {fits}"
+            )
+        out[name] = dataclasses.replace(tc, batch_size=batch_size, grad_accum=g // batch_size)
+    return dataclasses.replace(prof, **out)
 
 
 def get_profile(name: str) -> Profile:
@@ -333,13 +361,21 @@ def get_profile(name: str) -> Profile:
     trains the named preset's network for at most ``iters`` iterations on ``patch``² crops
     (default: the profile's) and scores at most ``eval_images`` images per task;
     `Profile.override` says so and every table written carries it in its notes.
+    ``M2IR_BATCH_SIZE=N`` trains N samples per process and micro-batch (`with_batch_size`).
     """
     try:
         prof = PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; known: {sorted(PROFILES)}") from None
     spec = os.environ.get(REHEARSAL_ENV, "").strip()
-    return rehearsal(prof, spec) if spec else prof
+    prof = rehearsal(prof, spec) if spec else prof
+    batch = os.environ.get(BATCH_ENV, "").strip()
+    if batch:
+        try:
+            prof = with_batch_size(prof, int(batch))
+        except ValueError as err:
+            raise ValueError(f"{BATCH_ENV}={batch!r}: {err}") from None
+    return prof
 
 
 def rehearsal(prof: Profile, spec: str) -> Profile:

@@ -1,7 +1,7 @@
 """Training of §IV-A: AdamW, linear warm-up then cosine annealing, the loss of eq. (11).
 
 One plain loop (nanoGPT style) that runs as a single process or under ``torchrun`` (DDP;
-gloo on CPU, NCCL on GPU, bf16 autocast on GPU). The peers' per-epoch schedule
+gloo on CPU, NCCL on GPU; fp32, bf16 autocast on GPU when asked). The peers' per-epoch schedule
 (PromptIR/AdaIR ``LinearWarmupCosineAnnealingLR``, docs/readings.md §12) is in iterations, so a
 shortened profile keeps its shape.
 
@@ -184,18 +184,39 @@ def accumulation(tc: TrainConfig, world: int) -> int:
     sees ``tc.global_batch`` samples however many GPUs train (the peers' 32).
 
     Raises:
-        ValueError: the global batch is not a multiple of ``world × batch_size``.
+        ValueError: the global batch is not a multiple of ``world × batch_size``; the message
+            names a per-process batch, or else a process count, that works.
     """
     per_round = world * tc.batch_size
     if tc.global_batch % per_round:
-        fits = [b for b in range(tc.batch_size, 0, -1) if tc.global_batch % (world * b) == 0]
-        hint = f"batch_size={fits[0]}" if fits else f"at most {tc.global_batch} processes"
-        raise ValueError(
-            f"global batch {tc.global_batch} (batch_size {tc.batch_size} × grad_accum "
-            f"{tc.grad_accum}) is not divisible by {world} process(es) × batch_size "
-            f"{tc.batch_size}; use {hint} (same global batch) or another process count"
-        )
+        raise ValueError(batch_advice(tc, world))
     return tc.global_batch // per_round
+
+
+def batch_advice(tc: TrainConfig, world: int) -> str:
+    """Why ``tc``'s batch does not split over ``world`` processes, and the command that works:
+    a smaller per-process batch with the same global batch (`config.with_batch_size`), else
+    the largest process count below ``world`` that the global batch splits over."""
+    g = tc.global_batch
+    head = (
+        f"global batch {g} (batch_size {tc.batch_size} × grad_accum {tc.grad_accum}) does not "
+        f"split over {world} process(es) of batch_size {tc.batch_size}"
+    )
+    fits = [b for b in range(tc.batch_size - 1, 0, -1) if g % (world * b) == 0]
+    if fits:
+        b = fits[0]
+        return (
+            f"{head}; give each process {b} samples (same global batch {g}, accumulation "
+            f"{g // (world * b)} on each of {world}): `--batch-size {b}` for "
+            f"`python -m m2ir_lib.train`, or M2IR_BATCH_SIZE={b} in the environment of the "
+            "pipeline and notebooks"
+        )
+    n = max(k for k in range(1, world) if g % k == 0)
+    return (
+        f"{head}; {g} samples do not split evenly over {world} processes: train on {n} "
+        f"(`torchrun --nproc_per_node={n} -m m2ir_lib.train ...`, or "
+        f"CUDA_VISIBLE_DEVICES={','.join(map(str, range(n)))} for the pipeline and notebooks)"
+    )
 
 
 def _all_ranks(flag: bool, world: int, device) -> bool:
@@ -301,13 +322,20 @@ def train(
             device=str(device),
             global_batch=tc.global_batch,
             accumulation=accum,
+            micro_batch=tc.batch_size,
             precision="bf16 autocast" if use_amp else "fp32",
         )
         final, last = out / "final.pt", out / "last.pt"
         ckpt_path, ckpt = resume_point(out) if resume else (None, None)
         if ckpt is not None:
             check_same_run(ckpt["meta"], meta, ckpt_path)
-            if ckpt_path == final and ckpt["step"] >= tc.iters:
+            if ckpt_path == final and ckpt["step"] > tc.iters:  # steps cannot be taken back
+                raise ValueError(
+                    f"{out} holds a finished run of {ckpt['step']} steps, more than the "
+                    f"{tc.iters} asked; train into another folder, or start afresh there "
+                    "(--no-resume, resume=False)"
+                )
+            if ckpt_path == final and ckpt["step"] == tc.iters:
                 if rank == 0:
                     heal_meta(out, ckpt)
                 return final
@@ -372,11 +400,14 @@ def train(
         bar.set_description(f"train {profile}")
         net.train()
         t0 = reported = time.perf_counter()
+        stepped, per_step = 0, set()  # samples the optimizer steps were taken on (all ranks)
         for it in bar:
+            seen = 0
             for micro in range(accum):
                 batch = next(batches)
                 x = batch["degraded"].to(device, non_blocking=True)  # (B, 3, p, p)
                 y = batch["clean"].to(device, non_blocking=True)
+                seen += x.shape[0]
                 last_micro = micro == accum - 1
                 sync = contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()
                 with sync:
@@ -397,11 +428,15 @@ def train(
             # Statistics of the last micro-batch, averaged over ranks in one all-reduce.
             stats = torch.tensor([loss.item(), *terms.values()], dtype=torch.float64)
             stats = torch.cat([stats, expert_counts(routings).double().cpu()])
+            stats = torch.cat([stats, torch.tensor([float(seen)], dtype=torch.float64)])
             if world > 1:
                 stats = stats.to(device)
                 dist.all_reduce(stats)
                 stats = stats.cpu()
                 stats[: 1 + len(terms)] /= world
+            n_seen, stats = int(stats[-1]), stats[:-1]  # this step's samples, all ranks
+            stepped += n_seen
+            per_step.add(n_seen)
             if rank == 0:
                 row = log.step_row(
                     it + 1, lr, stats, list(terms), len(routings), time.perf_counter() - t0
@@ -422,6 +457,9 @@ def train(
                 **meta,
                 "steps": tc.iters,
                 "resumed_from": start,
+                # counted in the loop, not derived from the config (tests/test_rehearsal.py)
+                "samples_stepped": stepped,
+                "samples_per_step": sorted(per_step),
                 "wall_s_this_session": time.perf_counter() - t0,
                 "threads": torch.get_num_threads(),
             }

@@ -38,10 +38,12 @@ from m2ir_lib.core.networks import build_model
 from m2ir_lib.core.rivals import RIVAL_LABELS, rival_config
 from m2ir_lib.data.datasets import read_manifest
 from m2ir_lib.engine.runs import run_key, runs_root, train_many
+from m2ir_lib.engine.train import accumulation
 from m2ir_lib.workbook import results
-from m2ir_lib.workbook.settings import SETTINGS, Data
+from m2ir_lib.workbook.settings import SETTINGS, Data, user_path
 
 DACLIP_NOTE = "DA-CLIP weights unavailable: learnable-MLP prior (paper's Table VII fallback)"
+DACLIP_UNUSED = "learnable-MLP prior: this profile's network takes no DA-CLIP (file not read)"
 IDENTITY = results.FLOOR  # the degraded input scored as a restoration
 
 
@@ -197,6 +199,7 @@ def plan(
     ablation: bool = False,
     seed: int = 0,
     daclip_checkpoint: str = "",
+    tasks=None,
 ) -> Run:
     """A run of the profile's network and schedule with overrides (nothing is trained yet).
 
@@ -209,8 +212,13 @@ def plan(
         ablation: use the profile's ablation schedule (Tables VII–XII, §IV-C).
         seed: initialisation and data seed.
         daclip_checkpoint: DA-CLIP file; without it prior='daclip' becomes the MLP fallback.
+            A relative path is found from the repository root or `notebooks/` (`user_path`).
+        tasks: train on these tasks only (default: the setting's); the schedule counts them.
     """
     check_profile(profile)
+    daclip_checkpoint = user_path(daclip_checkpoint, "daclip_checkpoint")
+    if daclip_checkpoint and not Path(daclip_checkpoint).is_file():  # checked at every profile
+        raise FileNotFoundError(f"daclip_checkpoint={daclip_checkpoint}: no such file")
     cfg = dataclasses.replace(profile.model, **(model or {}))
     tcfg = dataclasses.replace(
         profile.ablation_train if ablation else profile.train, **(train or {})
@@ -221,18 +229,24 @@ def plan(
         cfg = dataclasses.replace(cfg, prior="mlp")
     if uses_prior and cfg.prior == "daclip":  # the real prior fixes P''s width
         cfg = dataclasses.replace(cfg, prior_dim=DACLIP_EMBED_DIM)
-    if uses_prior and cfg.prior == "mlp":
-        notes.append(DACLIP_NOTE)
+    if uses_prior and cfg.prior == "mlp":  # a given file unused at smoke/mini is said so
+        notes.append(DACLIP_UNUSED if daclip_checkpoint else DACLIP_NOTE)
     if not (uses_prior and cfg.prior == "daclip"):
         daclip_checkpoint = ""  # not part of this run's identity
     setting = SETTINGS[data.setting]
-    tasks = setting.train_tasks
+    tasks = tuple(tasks) if tasks else setting.train_tasks
     # Real data is mixed as AdaIR/MoCE-IR do (e.g. Rain100L ×120); the stand-in gets factors
     # that give its tasks the same sample shares (settings.stand_in_repeats).
     repeats = None
     sched = None
     if data.available:
         rows = train_rows(data, tasks)
+        unknown = sorted(set(tasks or ()) - set(rows))
+        if unknown:
+            raise ValueError(
+                f"tasks {unknown} have no training rows in {data.manifest} (it has "
+                f"{sorted(train_rows(data))}); the schedule would count the others only"
+            )
         repeats = setting.repeats_for(data.setting, rows, data.real)
         tcfg, sched = schedule(profile, data.setting, rows, repeats, tcfg, ablation)
     note = "; ".join(notes)
@@ -312,7 +326,10 @@ def train_runs(
             print(f"{r.label}: {r.schedule.describe()}", flush=True)
     gpus = torch.cuda.device_count()
     if launcher == "torchrun" or (launcher == "auto" and gpus > 1):
-        return {r.label: _torchrun(r, profile, torchrun_procs(gpus)) for r in todo}
+        procs = torchrun_procs(gpus)
+        for r in todo:  # before any run starts: the message says which command works
+            accumulation(r.train, procs)
+        return {r.label: _torchrun(r, profile, procs) for r in todo}
     fresh = {run_dir(r, profile) for r in todo if not (run_dir(r, profile) / "final.pt").is_file()}
     cores = os.cpu_count() or 1
     if jobs <= 0:  # one GPU: runs queue on it; CPU: one process per core for long runs

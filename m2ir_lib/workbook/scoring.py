@@ -38,7 +38,7 @@ from m2ir_lib.engine.probes import switch_off
 from m2ir_lib.engine.runs import load_checkpoint, runs_root
 from m2ir_lib.workbook import results, stats
 from m2ir_lib.workbook.experiments import IDENTITY, Run
-from m2ir_lib.workbook.settings import SETTINGS, Data
+from m2ir_lib.workbook.settings import SETTINGS, Data, user_path
 from m2ir_lib.workbook.tables import method_of
 
 
@@ -199,6 +199,7 @@ def _evaluate_cached(
     `folder`'s cache when the weights file, manifest, protocol and code are unchanged; `tag`
     names a variant of the same weights (e.g. "adec-off") so its cache file stays apart."""
     s = SETTINGS[data.setting]
+    inception_weights = user_path(inception_weights, "inception_weights")  # notebooks/ too
     args = (data, profile, daclip_checkpoint, inception_weights, tag)
     cache, kw = _eval_cache(weights, folder, *args)
     if cache.is_file() and not inception_weights:
@@ -243,7 +244,7 @@ def released_checkpoints(spec: str) -> dict[str, Path]:
     if not spec:
         return {}
     if "=" not in spec:
-        folder = Path(spec).expanduser()
+        folder = Path(user_path(spec, "rival_checkpoints"))  # from notebooks/ too
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"rival_checkpoints={spec!r}: no such folder (or use name=path,name=path)"
@@ -258,7 +259,7 @@ def released_checkpoints(spec: str) -> dict[str, Path]:
     out = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, path = part.partition("=")
-        name, path = name.strip().lower(), Path(path.strip()).expanduser()
+        name, path = name.strip().lower(), Path(user_path(path, "rival_checkpoints"))
         if name not in RIVALS:
             raise ValueError(
                 f"rival_checkpoints: unknown rival {name!r} in {part!r}; known: {RIVALS}"

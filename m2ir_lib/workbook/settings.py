@@ -13,6 +13,7 @@ but does not exist is an error: it stops the notebook before anything is written
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from data_prep.prepare import prepare
 from data_prep.scan import BadImageError, CountError, LayoutError
 from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.data.datasets import CDD11_TYPES, NOISE_SIGMAS, read_manifest
-from m2ir_lib.data.files import atomic_path
+from m2ir_lib.data.files import atomic_path, atomic_write_text
 from m2ir_lib.workbook import results
 
 
@@ -212,8 +213,12 @@ def locate(setting: str, profile: Profile, data_root: str = "", seed: int = 0) -
     if s is None:
         raise ValueError(f"unknown setting {setting!r}; known: {sorted(SETTINGS)}")
     root = data_root or (os.environ.get("M2IR_DATA", "") if profile.data == "real" else "")
+    named = "data_root" if data_root else "M2IR_DATA"
+    try:
+        root = user_path(root, named)
+    except FileNotFoundError:
+        pass  # the message below says what the folder should hold
     if root and not Path(root).is_dir():
-        named = "data_root" if data_root else "M2IR_DATA"
         raise FileNotFoundError(
             f"{named}={root!r} is not a folder. It should hold the real data sets in the "
             "layouts listed in the README, section 'Real data sets' (e.g. Train/Derain, "
@@ -262,19 +267,135 @@ REAL_COMMANDS = {
 }
 
 
+# Environment switches of the real-data scan, the notebooks' equivalents of data_prep's flags
+# (the pipeline's kernels inherit them): --allow-partial, --layout FILE, --on-bad skip.
+ALLOW_PARTIAL_ENV, LAYOUT_ENV, ON_BAD_ENV = "M2IR_ALLOW_PARTIAL", "M2IR_LAYOUT", "M2IR_ON_BAD"
+CALLER_CWD_ENV = "M2IR_CALLER_CWD"  # where the pipeline was started (set for its kernels)
+
+
+def user_path(value, name: str) -> str:
+    """A path typed by a user (notebook parameter, environment variable), made absolute.
+
+    Kernels run in `notebooks/` while the README's commands are typed at the repository root,
+    so a relative path is looked up where the pipeline was started (`M2IR_CALLER_CWD`), in the
+    working directory, then at the repository root; the first that exists wins. "" stays "";
+    an absolute path is returned as given (its callers say what it should be).
+
+    Raises:
+        FileNotFoundError: a relative path found in none of them (names `name` and each folder).
+    """
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return str(path)
+    bases = [os.environ.get(CALLER_CWD_ENV, ""), os.getcwd(), str(results.repo_root())]
+    bases = list(dict.fromkeys(b for b in bases if b))
+    for base in bases:
+        if (Path(base) / path).exists():
+            return str((Path(base) / path).resolve())
+    raise FileNotFoundError(
+        f"{name}={text!r}: no such file or folder relative to {' or '.join(bases)}; give an "
+        "absolute path or one relative to the repository root"
+    )
+
+
+def scan_options() -> dict:
+    """The data_prep options the notebooks scan real data with (from the environment)."""
+    on_bad = os.environ.get(ON_BAD_ENV, "") or "stop"
+    if on_bad not in ("stop", "skip"):
+        raise ValueError(f"{ON_BAD_ENV}={on_bad!r}: expected stop or skip")
+    return dict(
+        allow_partial=os.environ.get(ALLOW_PARTIAL_ENV, "") not in ("", "0"),
+        layout=user_path(os.environ.get(LAYOUT_ENV, ""), LAYOUT_ENV) or None,
+        on_bad=on_bad,
+    )
+
+
+def _listing(root: Path, folders) -> dict[str, int]:
+    """Modification times of `folders` (relative to `root`), their parents up to `root`, and
+    every folder two levels under `root`: adding, removing or renaming a file or a data set
+    there changes one of them, without listing every image again."""
+    keep = {Path(f) for f in folders}
+    keep |= {q for f in list(keep) for q in f.parents}
+    for top in [root, *(c for c in root.iterdir() if c.is_dir())]:
+        keep.add(top.relative_to(root))
+        try:
+            keep |= {c.relative_to(root) for c in top.iterdir() if c.is_dir()}
+        except OSError:  # an unreadable folder: its own time is still recorded
+            pass
+    out = {}
+    for rel in sorted(keep, key=str):
+        try:
+            out[rel.as_posix()] = (root / rel).stat().st_mtime_ns
+        except OSError:
+            out[rel.as_posix()] = -1  # gone since: differs from any time recorded
+    return out
+
+
+def _scan_facts(setting, root: Path, opts: dict, frame, warned: list[str]) -> dict:
+    """What a cached manifest was scanned from: options, code, data listing, counts."""
+    code = hashlib.sha256()
+    for f in sorted((results.repo_root() / "data_prep").glob("*.py")):
+        code.update(f.read_bytes())
+    folders = {
+        str(Path(p).parent)
+        for col in ("degraded_path", "clean_path")
+        for p in frame[col].astype(str)
+        if p
+    }
+    layout = opts["layout"] if setting == "weatherbench" else None  # only it reads one
+    return {
+        "setting": setting,
+        "root": str(root.resolve()),
+        "partial": bool(warned),  # counts other than the published ones were accepted
+        "warnings": warned,
+        "on_bad": opts["on_bad"],
+        "layout_sha256": hashlib.sha256(Path(layout).read_bytes()).hexdigest() if layout else None,
+        "data_prep_sha256": code.hexdigest(),
+        "rows": {
+            f"{k[0]}/{k[1]}": int(n) for k, n in frame.groupby(["split", "task"]).size().items()
+        },
+        "listing": _listing(root, folders),
+    }
+
+
+def _reusable(path: Path, root: Path, setting: str, opts: dict) -> dict | None:
+    """The facts of the cached manifest `path` when it may serve this scan, else None.
+
+    It must have been scanned from the same files, with the same layout, bad-image policy and
+    data_prep code, and it is partial only when partial data is allowed now: a manifest
+    written under M2IR_ALLOW_PARTIAL=1 is never reused without it."""
+    facts_path = path.with_suffix(".json")
+    try:
+        facts = json.loads(facts_path.read_text())
+        frame = pd.read_csv(path, keep_default_na=False)
+    except (OSError, ValueError):
+        return None
+    now = _scan_facts(setting, root, opts, frame, facts.get("warnings", []))
+    same = all(facts.get(k) == now[k] for k in now if k not in ("partial", "warnings"))
+    return facts if same and (opts["allow_partial"] or not facts.get("partial")) else None
+
+
 def _locate_real(setting: str, s: Setting, root: Path) -> Data:
-    """Manifest of the real data under `root`, written once to `data/manifests-real/`
-    (or `$M2IR_MANIFESTS`, which tests use to keep their caches apart)."""
+    """Manifest of the real data under `root`, cached in `data/manifests-real/<root hash>/`
+    (or `$M2IR_MANIFESTS`, which tests use to keep their caches apart) beside a JSON of the
+    facts it was scanned from (`_scan_facts`); scanned again when they no longer hold. Data
+    accepted as partial (`M2IR_ALLOW_PARTIAL=1`) says so in its label, so every table row
+    trained or scored on it does."""
     tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]  # one cache per root
     cache = os.environ.get("M2IR_MANIFESTS") or results.repo_root() / "data" / "manifests-real"
     out = Path(cache) / tag
     path = out / f"{setting}.csv"
-    if not path.is_file():
-        frames = []
+    opts = scan_options()
+    facts = _reusable(path, root, setting, opts)
+    if facts is None:
+        path.unlink(missing_ok=True)  # never reused once its facts no longer hold
+        frames, warned = [], []
         for command in REAL_COMMANDS[setting]:
             try:  # M2IR_ALLOW_PARTIAL=1: `data_prep --allow-partial` (reported, never silent)
-                partial = os.environ.get("M2IR_ALLOW_PARTIAL", "") not in ("", "0")
-                res = prepare(command, root, out, allow_partial=partial)
+                res = prepare(command, root, out, **opts)
             except (LayoutError, CountError, BadImageError, ValueError) as err:
                 return Data(
                     setting,
@@ -284,6 +405,16 @@ def _locate_real(setting: str, s: Setting, root: Path) -> Data:
                     f"{s.paper_data} not usable under {root}: {err}",
                 )
             frames.append(pd.read_csv(res.manifests[command], keep_default_na=False))
+            warned += res.warnings
+        frame = pd.concat(frames, ignore_index=True)
+        facts = _scan_facts(setting, root, opts, frame, warned)
         with atomic_path(path) as tmp:
-            pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
-    return Data(setting, path, root, s.paper_data, real=True)
+            frame.to_csv(tmp, index=False)
+        atomic_write_text(json.dumps(facts, indent=1), path.with_suffix(".json"))
+    label = s.paper_data
+    if facts["partial"]:
+        label += (
+            f" (PARTIAL data, M2IR_ALLOW_PARTIAL=1: {len(facts['warnings'])} part(s) with "
+            f"other counts than published; {out}/*.report.md)"
+        )
+    return Data(setting, path, root, label, real=True)
