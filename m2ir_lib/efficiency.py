@@ -14,9 +14,11 @@ import json
 import torch
 
 from m2ir_lib.core.config import MODEL_PRESETS
+from m2ir_lib.data.files import cli_logging, user_errors
 from m2ir_lib.engine.efficiency import (
     CONVENTION,
     DACLIP_MODES,
+    DACLIP_PRIOR_DIM,
     MODELS,
     count_complexity,
     count_rival,
@@ -41,14 +43,23 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if min(args.size) < 5:
         parser.error(f"--size {args.size[0]} {args.size[1]}: H and W must be at least 5 pixels")
+    cli_logging()
+    if args.daclip != "none" and args.model != "m2ir":
+        parser.error(f"--daclip {args.daclip}: {args.model} takes no prior")
+    width = MODEL_PRESETS[args.config].prior_dim
+    if args.daclip == "daclip" and width != DACLIP_PRIOR_DIM:
+        parser.error(
+            f"--daclip daclip: DA-CLIP's prior is {DACLIP_PRIOR_DIM} wide, the {args.config} "
+            f"network takes {width}; use --config paper, or --daclip mlp|none"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.model == "m2ir":
-        out = count_complexity(args.config, args.daclip, tuple(args.size), extrapolate=args.fast)
-    elif args.daclip != "none":
-        parser.error(f"--daclip {args.daclip}: {args.model} takes no prior")
-    else:
-        out = count_rival(args.model, args.config, tuple(args.size))
+    with user_errors(parser.prog):
+        if args.model == "m2ir":
+            size = tuple(args.size)
+            out = count_complexity(args.config, args.daclip, size, extrapolate=args.fast)
+        else:
+            out = count_rival(args.model, args.config, tuple(args.size))
     if args.json:
         print(json.dumps(out))
         return

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import logging
 import os
 import shlex
 import sys
@@ -34,8 +33,17 @@ from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
 from m2ir_lib.core.config import PROFILES, Profile, get_profile
-from m2ir_lib.data.files import atomic_path
-from m2ir_lib.workbook import budget, experiments, readings, runinfo, summary, tables
+from m2ir_lib.data.files import atomic_path, cli_logging
+from m2ir_lib.workbook import (
+    budget,
+    experiments,
+    readings,
+    runinfo,
+    scoring,
+    settings,
+    summary,
+    tables,
+)
 from m2ir_lib.workbook.results import repo_root, results_dir, write_frame
 
 TRAINING = "(training plan)"  # pipeline_times.csv's row of the up-front training
@@ -91,6 +99,99 @@ def parse_param(text: str) -> tuple[str, object]:
         return name, ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         return name, raw
+
+
+# Set by the command line, never by `-p`: a `-p profile=mini` under `--profile smoke` would
+# rewrite the mini results while every message says smoke.
+RESERVED = {"profile": "--profile"}
+# Integer parameters that count something: at least 1; every other integer at least 0.
+AT_LEAST_ONE = ("seeds", "tile", "images_per_task")
+# Parameters naming files or folders: made absolute here (the kernels run in notebooks/).
+PATH_PARAMETERS = ("data_root", "daclip_checkpoint", "rival_checkpoints", "inception_weights")
+# String parameters with a fixed set of values (anything else would silently mean "no").
+CHOICES = {
+    "paper_macs": ("yes", "no", "auto"),
+    "level": ("encoder1", "encoder2", "encoder3", "latent"),
+}
+_BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+def declared_parameters(todo: list[Path]) -> dict[str, str]:
+    """Every parameter the notebooks `todo` declare, with its type name (papermill's)."""
+    out: dict[str, str] = {}
+    for nb in todo:
+        for name, p in pm.inspect_notebook(str(nb)).items():
+            out.setdefault(name, p["inferred_type_name"])
+    return out
+
+
+def check_parameters(given: dict | None, todo: list[Path]) -> dict:
+    """The `-p` parameters checked before anything runs, as the notebooks' declared types.
+
+    A name no notebook of `todo` declares (a typo would run with the default and replace
+    real results), a reserved name (`RESERVED`), a value of the wrong type ("false" is a
+    true string: booleans are converted, anything else refused), a negative count and a
+    path that does not exist are refused. Relative paths are made absolute as
+    `settings.user_path` finds them (the folder the command was typed in, the repository).
+
+    Raises:
+        ValueError, FileNotFoundError: naming the parameter and what to give instead.
+    """
+    types, out = declared_parameters(todo), {}
+    for name, value in (given or {}).items():
+        if name in RESERVED:
+            raise ValueError(f"-p {name}=... is reserved; set it with {RESERVED[name]}")
+        if name not in types:
+            known = ", ".join(sorted(set(types) - set(RESERVED)))
+            raise ValueError(
+                f"unknown parameter {name!r}: no notebook to run declares it; known: {known}"
+            )
+        out[name] = _typed(name, value, types[name])
+        if name in PATH_PARAMETERS and out[name]:
+            out[name] = _existing_path(name, out[name])
+    return out
+
+
+def _typed(name: str, value, kind: str):
+    """`value` as the declared type `kind` ('bool', 'int', 'str'), or a clear ValueError."""
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in _BOOLS:
+            return _BOOLS[str(value).strip().lower()]
+        raise ValueError(f"-p {name}={value}: expected True or False")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"-p {name}={value}: expected a whole number")
+        low = 1 if name in AT_LEAST_ONE else 0
+        if value < low:
+            what = "0 means automatic" if name == "jobs" else "a count"
+            raise ValueError(f"-p {name}={value}: must be at least {low} ({what})")
+        return value
+    if kind == "str":
+        value = value if isinstance(value, str) else str(value)
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ValueError(f"-p {name}={value}: expected one of {', '.join(CHOICES[name])}")
+    return value
+
+
+def _existing_path(name: str, value: str) -> str:
+    """A path parameter made absolute (`settings.user_path`: from the folder the command was
+    typed in or the repository root; each path of a `name=path,...` list), checked to exist."""
+    if name == "rival_checkpoints":
+        if "=" in value:
+            parts = [p.strip().partition("=") for p in value.split(",") if p.strip()]
+            value = ",".join(f"{k}={settings.user_path(v, name)}" for k, _, v in parts)
+        else:
+            value = settings.user_path(value, name)
+        scoring.released_checkpoints(value)  # names a missing file before days of training
+        return value
+    path = Path(settings.user_path(value, name))
+    if name == "data_root" and not path.is_dir():
+        raise FileNotFoundError(f"-p data_root={value}: no such folder ({path})")
+    if name != "data_root" and not path.is_file():
+        raise FileNotFoundError(f"-p {name}={value}: no such file ({path})")
+    return str(path)
 
 
 def _param_flags(parameters: dict | None) -> str:
@@ -173,7 +274,7 @@ class Clock:
             t += seconds
             self.ends[name] = t
         shape = "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
-        self.bar = tqdm(total=round(t), desc=desc, unit="s", position=0, bar_format=shape)
+        self.bar = tqdm(total=t, desc=desc, unit="s", position=0, bar_format=shape)
         self.limit, self._stop = 0.0, threading.Event()
         self._thread = threading.Thread(target=self._tick, daemon=True)
         self._thread.start()
@@ -234,6 +335,7 @@ def run(
     results_at = results_dir(profile, root)  # honours $M2IR_RESULTS unless root is given
     results_root, root = root, Path(root or repo_root())
     todo = select(notebooks(root), only, start)
+    parameters = check_parameters(parameters, todo)  # before anything runs or is written
     out_dir = results_at / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     times_path = results_at / "pipeline_times.csv"
@@ -242,6 +344,8 @@ def run(
         [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Kernels run in notebooks/: relative path parameters are found from here too (user_path).
+    os.environ["M2IR_CALLER_CWD"] = os.getcwd()
     # Executed copies should show their figures, whatever MPLBACKEND the caller set (Agg in make).
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     params = {"profile": profile, **(parameters or {})}
@@ -349,13 +453,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     # papermill reports cell output through `logging` (INFO): without a handler it is lost.
-    logging.basicConfig(
-        level=logging.INFO if args.log_output else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    cli_logging(args.log_output)
     try:  # a mistyped notebook or parameter is a usage error, before anything runs
         todo = select(notebooks(), args.only, args.start)
-        params = dict(parse_param(p) for p in args.param)
+        params = check_parameters(dict(parse_param(p) for p in args.param), todo)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     if args.list:

@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from m2ir_lib.data.files import cli_logging
 from m2ir_lib.engine.checkpoint import load_checkpoint
-from m2ir_lib.engine.restore import collect_inputs, plan_outputs, restore_files
+from m2ir_lib.engine.restore import check_tile, collect_inputs, plan_outputs, restore_files
 
 
 def main(argv=None) -> int:
@@ -36,9 +37,11 @@ def main(argv=None) -> int:
         f"default {Image.MAX_IMAGE_PIXELS:,}); only for files you trust",
     )
     a = p.parse_args(argv)
+    cli_logging()
     try:
-        if not 0 <= a.overlap < a.tile:
-            raise ValueError(f"need 0 <= --overlap ({a.overlap}) < --tile ({a.tile})")
+        check_tile(a.tile, a.overlap)
+        if a.max_pixels is not None and a.max_pixels < 1:
+            raise ValueError(f"--max-pixels {a.max_pixels}: give a positive number")
         # Every input and output checked before loading the network: nothing half done.
         plan_outputs(collect_inputs(a.inputs), Path(a.out), a.overwrite)
         try:
@@ -57,6 +60,9 @@ def main(argv=None) -> int:
         )
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except FloatingPointError as e:  # the output was NaN: the weights, not the image, are bad
+        print(f"error: checkpoint {a.checkpoint}: {e}; nothing more was written", file=sys.stderr)
         return 1
     for reason in failed.values():
         print(f"error: {reason}", file=sys.stderr)

@@ -241,11 +241,18 @@ def test_case4_pipeline_stops_naming_the_notebook_and_writes_nothing(tmp_path, m
         ),
     ]
     nbformat.write(nb, tmp_path / "notebooks" / "03_table.ipynb")
-    with pytest.raises(SystemExit) as err:
+    # Issue 24, item 8: a missing data_root is refused before any notebook runs.
+    with pytest.raises(FileNotFoundError, match="data_root=.*typo: no such folder"):
         pipeline.run("smoke", parameters={"data_root": str(tmp_path / "typo")}, root=tmp_path)
+    assert not (tmp_path / "results" / "smoke").exists()
+    # A notebook that fails is named with its cell and the command that resumes.
+    nb.cells[1].source = nb.cells[1].source.replace("settings.locate", "1/0; settings.locate")
+    nbformat.write(nb, tmp_path / "notebooks" / "03_table.ipynb")
+    with pytest.raises(SystemExit) as err:
+        pipeline.run("smoke", parameters={"data_root": str(tmp_path)}, root=tmp_path)
     message = str(err.value)
-    assert "FAILED: 03_table.ipynb" in message and "not a folder" in message
-    assert f"--from 03 -p data_root={tmp_path / 'typo'}" in message
+    assert "FAILED: 03_table.ipynb" in message and "ZeroDivisionError" in message
+    assert f"--from 03 -p data_root={tmp_path}" in message
     assert not (tmp_path / "results" / "smoke" / "table.csv").exists()
 
 
@@ -338,8 +345,17 @@ def test_case8_ctrl_c_names_the_notebook_and_the_resume_command(tmp_path, monkey
     import papermill
 
     (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell('data_root: str = ""', metadata={"tags": ["parameters"]})]
     for name in ("00_a", "01_b"):
-        nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / f"{name}.ipynb")
+        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -348,12 +364,13 @@ def test_case8_ctrl_c_names_the_notebook_and_the_resume_command(tmp_path, monkey
     monkeypatch.setenv("PYTHONPATH", "")
     try:
         with pytest.raises(SystemExit) as err:
-            pipeline.run("smoke", start="00", parameters={"data_root": "/d"}, root=tmp_path)
+            pipeline.run("smoke", start="00", parameters={"data_root": "d"}, root=tmp_path)
     except KeyboardInterrupt:
         pytest.fail("a raw KeyboardInterrupt escaped the pipeline")
     assert err.value.code == 130
     message = capsys.readouterr().err
-    assert "00_a.ipynb" in message and "--from 00 -p data_root=/d" in message
+    # the relative path comes back absolute, so the resume command works from anywhere
+    assert "00_a.ipynb" in message and f"--from 00 -p data_root={tmp_path / 'd'}" in message
     times = pd.read_csv(tmp_path / "results" / "smoke" / "pipeline_times.csv")
     assert list(times["status"]) == ["interrupted"]
 
@@ -427,10 +444,13 @@ def test_case11_verify_full_catches_a_jpeg_with_its_middle_cut_out(tmp_path):
     cut = whole[: start + (len(whole) - start) // 3] + whole[-2:]  # end marker kept
     path = tmp_path / "cut.jpg"
     path.write_bytes(cut)
-    flat = (load_image(path) == 128).all(axis=2).mean()
-    assert flat > 0.4  # what the decoder silently returns: mostly flat gray
+    with Image.open(path) as im:
+        flat = (np.asarray(im.convert("RGB")) == 128).all(axis=2).mean()
+    assert flat > 0.4  # what Pillow silently returns: mostly flat gray
+    with pytest.raises(ImageReadError, match="corrupt JPEG"):  # libjpeg's warning, an error
+        load_image(path)
     probe_image(path, "quick")  # the cheap check cannot see it (documented)
-    with pytest.raises(ImageReadError, match="truncated JPEG"):
+    with pytest.raises(ImageReadError, match="cut.jpg: (truncated|corrupt) JPEG"):
         probe_image(path, "full")
 
 

@@ -31,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, get_worker_info
+
+from m2ir_lib.data.images import ImageReadError, load_image  # noqa: F401 (re-exported)
 
 MANIFEST_COLUMNS = ("split", "task", "degraded_path", "clean_path", "sigma")
 SPLITS = ("train", "test")
@@ -74,52 +76,9 @@ PAPER_REPEATS: dict[str, int] = {
 AUGMENT_MODES = tuple(range(1, 8))
 
 
-class ImageReadError(OSError):
-    """An image file that cannot be decoded (missing, corrupt, truncated, unsupported mode)."""
-
-
 # ---------------------------------------------------------------------------------------------
-# Images
+# Images (`load_image`, the one decoder, lives in `m2ir_lib.data.images`)
 # ---------------------------------------------------------------------------------------------
-
-
-def load_image(path: str | os.PathLike, orient: bool = False) -> np.ndarray:
-    """One image as 8-bit RGB, (H, W, 3) uint8; the single decoder of the project.
-
-    Conversions (documented in the module docstring): gray/palette → replicated RGB, alpha
-    dropped, 16-bit → high byte. Truncated or corrupt files, and files above Pillow's
-    decompression-bomb limit, raise `ImageReadError` naming the file (Pillow's lenient
-    ``LOAD_TRUNCATED_IMAGES`` is never used).
-
-    Args:
-        path: image file.
-        orient: apply the EXIF orientation tag (phone photos, ``m2ir_lib.restore``). Data sets
-            are read as stored, as the peers read them, so pairs keep their alignment.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if orient:
-                im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                # 16-bit gray: keep the high byte, the rule Pillow applies to 16-bit RGB.
-                v = np.asarray(im).astype(np.uint32) >> 8
-                gray = np.clip(v, 0, 255).astype(np.uint8)
-                return np.repeat(gray[..., None], 3, axis=2)
-            if im.mode == "F":
-                raise ImageReadError(f"{path}: 32-bit float images are not supported")
-            if im.mode in ("LA", "PA"):
-                im = im.convert("L")
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except ImageReadError:
-        raise
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: file not found") from None
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{path}: too many pixels to open safely ({err})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: cannot decode image ({err})") from err
 
 
 def crop_to_multiple(img: np.ndarray, base: int = 16) -> np.ndarray:
@@ -176,8 +135,8 @@ def read_manifest(path: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     Raises:
         FileNotFoundError: no such manifest.
         ValueError: a missing column, unknown split/task, empty clean path, a path that leaves
-            the data root (absolute or through '..'), or a row without degraded image that is
-            not a denoising row with sigma > 0.
+            the data root (absolute or through '..'), a row without degraded image that is
+            not a denoising row with sigma > 0, or a row repeated.
     """
     if isinstance(path, pd.DataFrame):
         df, where = path.copy(), "manifest DataFrame"
@@ -224,6 +183,16 @@ def read_manifest(path: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"{where}: rows {list(df.index[bad][:5])} have no degraded_path; only "
             "denoise rows with sigma > 0 may (noise added on the fly)"
+        )
+    # A repeated row would be trained on twice as often, or scored twice (n counts it twice).
+    key = ["split", "task", "degraded_path", "clean_path", "sigma"]
+    dup = df.duplicated(key, keep="first")
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise ValueError(
+            f"{where}: {int(dup.sum())} row(s) repeat an earlier one (e.g. row "
+            f"{df.index[dup][0]}: {first['split']} {first['task']} "
+            f"{first['degraded_path'] or first['clean_path']!r}); remove the repeats"
         )
     return df.reset_index(drop=True)
 

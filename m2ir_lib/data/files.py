@@ -1,4 +1,5 @@
-"""The one way the project writes a file, and the commit every output is stamped with.
+"""The one way the project writes a file, the commit every output is stamped with, and the
+command lines' common set-up (`cli_logging`, `user_errors`).
 
 A results CSV, a checkpoint, a manifest or a figure is either the old file or the whole new
 one, never a torn one: `atomic_path` hands out a temporary file in the destination's folder
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +89,39 @@ def git_commit(root: str | os.PathLike | None = None, short: bool = False) -> st
         return head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# Command lines
+# ---------------------------------------------------------------------------------------------
+
+
+def cli_logging(verbose: bool = False) -> None:
+    """Every command line's `logging`: each message carries its level and logger
+    (``WARNING m2ir_lib.x: ...``); INFO and up when `verbose` (the pipeline's ``--log-output``,
+    which is how papermill streams cell output), else WARNING and up. A handler already set
+    (a test, a caller's own) is kept."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if verbose:  # also where a handler was already set
+        logging.getLogger().setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def user_errors(prog: str, *extra: type[BaseException]) -> Iterator[None]:
+    """A user's mistake in a command line ends in one line and exit status 2, no traceback.
+
+    The project raises ValueError or FileNotFoundError (and the `extra` types) naming what
+    was wrong with the input; inside ``with user_errors(prog):`` they print
+    ``prog: error: <message>`` and exit 2, argparse's status for a usage error. Anything else
+    (a bug) keeps its traceback; ``M2IR_TRACEBACK=1`` shows one for these too.
+    """
+    try:
+        yield
+    except (ValueError, FileNotFoundError, *extra) as err:
+        if os.environ.get("M2IR_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -135,10 +135,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict (tensors on CPU).
 
     Raises:
-        ValueError: the file is not a checkpoint written by ``m2ir_lib.train`` (e.g. a bare
-            state dict or another project's file); the message names it.
+        FileNotFoundError: no such file.
+        ValueError: the file is not a checkpoint written by ``m2ir_lib.train`` (a text file,
+            a damaged one, a bare state dict or another project's file); the message names it.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (a foreign file fails in many ways: KeyError '101')
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"cannot load checkpoint {path} ({type(err).__name__}: {first}): it is damaged "
+            "or not a torch.save file. Give the final.pt or last.pt of a training "
+            "run; a damaged cached run is retrained after deleting its folder."
+        ) from None
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         bare = isinstance(ckpt, dict) and all(isinstance(v, torch.Tensor) for v in ckpt.values())
@@ -168,7 +179,19 @@ def load_checkpoint(
     """
     ckpt = read_checkpoint(path)
     meta = ckpt["meta"]
-    cfg = model_config_from_dict(meta["model_cfg"])
+    try:
+        cfg = model_config_from_dict(meta["model_cfg"])
+    except (ValueError, TypeError) as err:  # fields this version of the code does not know
+        raise ValueError(
+            f"{path} was written by another version of the code (commit "
+            f"{meta.get('commit', 'unknown')}): {err}. Load it with that commit's code."
+        ) from None
+    bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise ValueError(
+            f"{path} holds non-finite weights (NaN or inf) in {len(bad)} tensor(s), e.g. "
+            f"{bad[:3]}: its training diverged or the file was altered; it restores nothing"
+        )
     model = build_model(cfg, daclip_checkpoint or meta.get("daclip_checkpoint"))
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}

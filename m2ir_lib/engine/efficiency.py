@@ -30,11 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from m2ir_lib.core import model as model_lib
-from m2ir_lib.core.config import MODEL_PRESETS, M2IRConfig, baseline_config
+from m2ir_lib.core.config import DACLIP_EMBED_DIM, MODEL_PRESETS, M2IRConfig, baseline_config
 from m2ir_lib.core.model import M2IR, ZeroPrior
 from m2ir_lib.core.rivals import RIVAL_LABELS, RIVALS, RivalConfig, build_rival, rival_config
 
 DACLIP_MODES = ("none", "mlp", "daclip")
+DACLIP_PRIOR_DIM = DACLIP_EMBED_DIM  # the prior_dim a DA-CLIP (ViT-B-32) prior needs
 MODELS = ("m2ir", *RIVALS)  # the networks of `--model`
 CONVENTION = (
     "ptflops 0.7.5 pytorch MACs, batch 1; experts dense; channel-attention q·kᵀ and "
@@ -78,6 +79,11 @@ def build_variant(
     # heavy optional dependency (open_clip): only for the rows with the DA-CLIP prior
     from m2ir_lib.core.daclip import DaCLIPPrior, random_daclip
 
+    if daclip_cfg is None and cfg.prior_dim != DACLIP_PRIOR_DIM:  # before building ViT-B-32
+        raise ValueError(
+            f"daclip='daclip' needs prior_dim={DACLIP_PRIOR_DIM} (DA-CLIP ViT-B-32); this "
+            f"config has {cfg.prior_dim}: use the paper config, or daclip='mlp' or 'none'"
+        )
     prior = DaCLIPPrior(random_daclip(daclip_cfg), cfg.prompts)
     if prior.out_dim != width:
         raise ValueError(f"DA-CLIP gives P' of width {prior.out_dim}, cfg expects {width}")

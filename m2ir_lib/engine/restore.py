@@ -28,6 +28,7 @@ from m2ir_lib.data.datasets import ImageReadError, load_image
 from m2ir_lib.data.files import atomic_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+MIN_TILE = 8  # the networks reflect-pad to a multiple of 8: a smaller tile cannot be padded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,21 +67,28 @@ def restore_tensor(model, x: torch.Tensor, tile: int = 512, overlap: int = 32) -
 
     Returns:
         (1, 3, H, W) output, clipped to [0, 1], on the CPU.
+
+    Raises:
+        ValueError: a bad shape, tile or overlap, or values outside [0, 1] (0–255 values
+            would saturate to white).
+        FloatingPointError: the network's output is not finite (NaN or inf).
     """
     if x.ndim != 4 or x.shape[:2] != (1, 3):
         raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(x.shape)}")
-    if not 0 <= overlap < tile:
-        raise ValueError(f"need 0 <= overlap ({overlap}) < tile ({tile})")
+    check_tile(tile, overlap)
+    lo, hi = float(x.min()), float(x.max())
+    if not 0.0 <= lo <= hi <= 1.0:  # NaN fails too
+        raise ValueError(f"x must hold values in [0, 1], got {lo:g}..{hi:g} (8-bit: divide by 255)")
     _, _, h, w = x.shape
     if h <= tile and w <= tile:
-        return model(x).float().clamp(0, 1).cpu()
+        return _finite(model(x).float()).clamp(0, 1).cpu()
     out = torch.zeros(1, 3, h, w)
     norm = torch.zeros(1, 1, h, w)
     ys, xs = _starts(h, tile, tile - overlap), _starts(w, tile, tile - overlap)
     for i, top in enumerate(ys):
         for j, left in enumerate(xs):
             th, tw = min(tile, h), min(tile, w)
-            piece = model(x[:, :, top : top + th, left : left + tw]).float().cpu()  # (1, 3, th, tw)
+            piece = _finite(model(x[:, :, top : top + th, left : left + tw]).float()).cpu()
             wy = _ramp(th, overlap, i == 0, i == len(ys) - 1)
             wx = _ramp(tw, overlap, j == 0, j == len(xs) - 1)
             weight = (wy[:, None] * wx[None, :])[None, None]  # (1, 1, th, tw)
@@ -89,22 +97,51 @@ def restore_tensor(model, x: torch.Tensor, tile: int = 512, overlap: int = 32) -
     return (out / norm).clamp(0, 1)
 
 
+def check_tile(tile: int, overlap: int) -> None:
+    """Refuse a tile the networks cannot restore or an overlap that leaves no stride."""
+    if tile < MIN_TILE:
+        raise ValueError(
+            f"--tile {tile} is below {MIN_TILE} px, the smallest tile the network takes"
+        )
+    if not 0 <= overlap < tile:
+        raise ValueError(f"need 0 <= --overlap ({overlap}) < --tile ({tile})")
+
+
+def _finite(y: torch.Tensor) -> torch.Tensor:
+    """`y`, or FloatingPointError: a NaN output would be saved as a black image."""
+    if not torch.isfinite(y).all():
+        raise FloatingPointError(
+            "the network's output is not finite (NaN or inf): its weights are broken"
+        )
+    return y
+
+
 # ---------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """An image file as (H, W, 3) float32 RGB in [0, 1], turned upright by its EXIF
     orientation (``m2ir_lib.data.datasets.load_image``).
 
     Raises:
-        ValueError: the file is missing or cannot be decoded; the message names it.
+        ValueError: the file is missing, cannot be decoded, or has more than `max_pixels`
+            pixels (Pillow itself refuses only above twice its limit); the message names it.
     """
     try:
+        if max_pixels is not None:
+            with _pixel_limit(None, off=True), Image.open(path) as im:  # the header only
+                w, h = im.size
+            if w * h > max_pixels:
+                raise ValueError(
+                    f"{path}: {w}×{h} = {w * h:,} pixels, above --max-pixels {max_pixels:,}"
+                )
         return load_image(path, orient=True).astype(np.float32) / 255.0
     except ImageReadError as e:
         raise ValueError(f"cannot read {e} (PNG/JPEG expected)") from None
+    except (OSError, SyntaxError) as e:  # the header, read by Image.open
+        raise ValueError(f"cannot read {path}: {e}") from None
 
 
 def collect_inputs(inputs) -> list[Path]:
@@ -117,8 +154,10 @@ def collect_inputs(inputs) -> list[Path]:
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(
-                p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            found = sorted(  # a dangling link is kept, to be named as unreadable
+                p
+                for p in item.iterdir()
+                if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_SUFFIXES
             )
             if not found:
                 suffixes = " ".join(sorted(IMAGE_SUFFIXES))
@@ -195,11 +234,12 @@ def plan_outputs(files: list[Path], out_dir, overwrite: bool = False) -> dict[Pa
 
 
 @contextlib.contextmanager
-def _pixel_limit(max_pixels: int | None):
-    """Pillow's decompression-bomb limit set to ``max_pixels`` for the ``with`` body."""
+def _pixel_limit(max_pixels: int | None, off: bool = False):
+    """Pillow's decompression-bomb limit set to ``max_pixels`` for the ``with`` body (none at
+    all with ``off``: reading a header decodes no pixel)."""
     old = Image.MAX_IMAGE_PIXELS
-    if max_pixels is not None:
-        Image.MAX_IMAGE_PIXELS = max_pixels
+    if max_pixels is not None or off:
+        Image.MAX_IMAGE_PIXELS = None if off else max_pixels
     try:
         yield
     finally:
@@ -243,8 +283,7 @@ def restore_files(
     Raises:
         ValueError: a bad tile/overlap or output plan (see `plan_outputs`), before any write.
     """
-    if not 0 <= overlap < tile:
-        raise ValueError(f"need 0 <= overlap ({overlap}) < tile ({tile})")
+    check_tile(tile, overlap)
     plan = plan_outputs(collect_inputs(inputs), out_dir, overwrite)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     written, failed = [], {}
@@ -253,7 +292,7 @@ def restore_files(
         for path, target in bar:
             size = ""
             try:
-                img = read_image(path)
+                img = read_image(path, max_pixels)
                 size = f" ({img.shape[1]}×{img.shape[0]} px)"
                 x = torch.from_numpy(img).permute(2, 0, 1)[None].to(device)  # (1, 3, H, W)
                 y = restore_tensor(model, x, tile, overlap)[0].permute(1, 2, 0).numpy()

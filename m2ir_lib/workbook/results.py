@@ -8,28 +8,30 @@ training seeds and their standard deviation `seed_sd`, and `at_or_below_floor`: 
 no better than the degraded input's, see `with_floor`) and where it came from (`profile,
 commit, seed, device, data, note`). `source` is `paper` for numbers transcribed from the paper
 (`results/reported/*.csv`, checked by tests/test_paper_tables.py; their uncertainty columns
-stay empty) and `reproduced` for ours.
-A table that could not be reproduced carries a status row (`metric == "status"`, no value,
-the reason in `note`) instead of silently missing rows. Averages are computed here, never typed.
+stay empty) and `reproduced` for ours. A table that could not be reproduced carries a status
+row (`metric == "status"`, no value, the reason in `note`) instead of silently missing rows.
+Averages are computed here, never typed.
 
 Beside each table, `<stem>_per_image.csv` holds every reproduced number per test image
 (`stats.PER_IMAGE_COLUMNS`, long form). It joins the table on (table, method, task, metric)
 with the per-image `seed` one of the cell's comma-separated `seed` list; `run` is the
 training run's cache key; `unit` names the independent test unit (the photograph a stand-in
-tile was cut from; for a real test set the image itself), which the intervals resample.
-"""
+tile was cut from; for a real test set the image itself), which the intervals resample. The
+two files are one unit, written together under a lock by `write_results`."""
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from m2ir_lib.core.config import Profile, check_profile
-from m2ir_lib.data.files import REPO_ROOT, atomic_path, git_commit
+from m2ir_lib.data.files import REPO_ROOT, atomic_path, atomic_write_text, git_commit
 from m2ir_lib.workbook import stats
 from m2ir_lib.workbook.stats import PER_IMAGE_COLUMNS
 
@@ -348,7 +350,9 @@ def with_floor(df: pd.DataFrame) -> pd.DataFrame:
 def write_results(
     df: pd.DataFrame, profile: Profile, table: str, root: str | Path | None = None
 ) -> Path:
-    """Write one table atomically to `results/<profile>/<stem>.csv` and return the path.
+    """Write one table atomically to `results/<profile>/<stem>.csv` and return the path, with
+    its staged per-image rows (`write_per_image`) under one lock. A table without reproduced
+    numbers never replaces one that has them (ValueError): no data found erases nothing.
 
     Args:
         df: long-format rows (paper and reproduced), columns `COLUMNS`.
@@ -373,16 +377,51 @@ def write_results(
     override = profile.override  # a rehearsal says so beside every number
     if override:
         df = df.copy()
-        mine = (df["source"] == "reproduced") & ~df["note"].astype(str).str.contains(override)
+        said = df["note"].astype(str).str.contains(override, regex=False)  # its ( ) are text
+        mine = (df["source"] == "reproduced") & ~said
         df.loc[mine, "note"] = [f"{n}; {override}" if n else override for n in df["note"][mine]]
     out = with_floor(df)[COLUMNS].astype({"n": "Int64", "n_seeds": "Int64"})
-    return write_frame(out, profile, spec(table).stem, root)
+    stem, folder = spec(table).stem, results_dir(profile, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".results.lock"):  # the table and its per-image scores: one unit
+        _keep_reproduced(out, folder / f"{stem}.csv", table)
+        path = write_frame(out, profile, stem, root)
+        staged = _STAGED.pop(folder / f"{stem}_per_image.csv", None)
+        if staged is not None:
+            atomic_write_text(staged, folder / f"{stem}_per_image.csv")
+    return path
+
+
+def _keep_reproduced(new: pd.DataFrame, path: Path, table: str) -> None:
+    """Refuse to replace a table holding reproduced numbers with one that has none (a
+    `data_root` that holds no data set would otherwise erase the earlier results)."""
+
+    def numbers(df):  # the reproduced cells holding a number
+        ours = df[(df["source"] == "reproduced") & (df["metric"] != STATUS)]
+        return ours[pd.to_numeric(ours["value"], errors="coerce").notna()]
+
+    old = pd.read_csv(path, keep_default_na=False) if path.is_file() else new.iloc[:0]
+    if len(numbers(new)) or (old := numbers(old)).empty:
+        return
+    why = "; ".join(dict.fromkeys(new.loc[new["metric"] == STATUS, "note"].astype(str)))[:300]
+    raise ValueError(
+        f"Table {table}: this run reproduced no number ({why}); {path} keeps the "
+        f"{len(old)} reproduced numbers of an earlier run (commit "
+        f"{', '.join(sorted(set(old['commit'].astype(str))))}). Check data_root; to record "
+        "this run's status rows anyway, delete that file first."
+    )
+
+
+# Per-image rows scored in this process, by file, until `write_results` writes them with
+# their table: two runs of one table at once never leave one's table beside the other's rows.
+_STAGED: dict[Path, str] = {}  # CSV text: read back as the file would be
 
 
 def write_per_image(
     per_image: pd.DataFrame, profile: Profile | str, table: str, root: str | Path | None = None
 ) -> Path:
-    """Write a table's per-image metrics to `results/<profile>/<stem>_per_image.csv` (atomic).
+    """Stage a table's per-image metrics for `results/<profile>/<stem>_per_image.csv` (its path):
+    `write_results` writes them with the table; until then `read_per_image` returns them here.
 
     Args:
         per_image: long rows with the columns of `m2ir_lib.workbook.stats.PER_IMAGE_COLUMNS`.
@@ -391,20 +430,24 @@ def write_per_image(
     missing = [c for c in PER_IMAGE_COLUMNS if c not in per_image.columns]
     if missing:
         raise ValueError(f"per-image rows lack columns {missing}; expected {PER_IMAGE_COLUMNS}")
-    return write_frame(per_image[PER_IMAGE_COLUMNS], profile, f"{spec(table).stem}_per_image", root)
+    path = results_dir(profile, root) / f"{spec(table).stem}_per_image.csv"
+    _STAGED[path] = per_image[PER_IMAGE_COLUMNS].to_csv(index=False)
+    return path
 
 
 def read_per_image(
     profile: Profile | str, table: str, root: str | Path | None = None
 ) -> pd.DataFrame:
-    """Read back `write_per_image`'s file; a clear error when the table was not evaluated."""
+    """This process's staged per-image rows of the table (`write_per_image`), else its file;
+    a clear error when the table was not evaluated."""
     path = results_dir(profile, root) / f"{spec(table).stem}_per_image.csv"
-    if not path.is_file():
+    if path not in _STAGED and not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: it is written when Table {table} is scored "
             "(scoring.score_rows); run the table's notebook first"
         )
-    df = pd.read_csv(path, keep_default_na=False, na_values={"value": [""], "sigma": [""]})
+    source = io.StringIO(_STAGED[path]) if path in _STAGED else path
+    df = pd.read_csv(source, keep_default_na=False, na_values={"value": [""], "sigma": [""]})
     if "unit" not in df:  # written before units were recorded: each image its own unit
         df["unit"] = ""
     return df.astype({"seed": int, "image": str, "dataset": str, "unit": str})[PER_IMAGE_COLUMNS]
@@ -433,9 +476,11 @@ def figure_path(profile: Profile | str, name: str, root: str | Path | None = Non
     return out
 
 
-def save_figure(fig, path: str | Path | None, dpi: int = 110):
-    """Save `fig` as every figure of the workbook is saved (110 dpi, tight); no-op for None."""
+def save_figure(fig, path: str | Path | None, dpi: int = 110, longest: int = 2400):
+    """Save `fig` as every figure of the workbook is saved (110 dpi, tight, at most `longest` px
+    a side: grids of photographs stayed under 2 MB, one was 2.8 MB at 3860 px); None: no-op."""
     if path is not None:
+        dpi = min(dpi, longest / max(fig.get_size_inches()))
         with atomic_path(path) as tmp:  # the format from the real name, not the temporary one
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:])
     return fig
