@@ -1,8 +1,9 @@
-"""The notebooks: lint (cells, imports, parameters, outputs), the driver, and a smoke run of each.
+"""The notebooks: lint (cells, imports, parameters, outputs), the driver, and the smoke runs.
 
-The lint tests read the committed .ipynb files; `test_notebook_runs_at_smoke` executes each
-one with papermill through `m2ir_lib.pipeline` at the smoke profile (marker `notebook`), in
-run order, so later notebooks reuse the data and training runs of earlier ones.
+The lint tests read the committed .ipynb files. nbval executes each committed notebook once,
+at its default profile (smoke), in run order (pyproject.toml's testpaths and --nbval-lax;
+tests/conftest.py keeps them on one xdist worker); `test_smoke_results_of` then checks the
+tables a notebook wrote. papermill runs here only what nbval cannot: other parameters.
 """
 
 import ast
@@ -239,31 +240,21 @@ def test_pipeline_stops_at_the_first_failing_notebook(tmp_path, monkeypatch):
 
 
 @pytest.mark.notebook
-@pytest.mark.xdist_group("smoke-workbook")  # in order, on one worker: later ones reuse runs
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_runs_at_smoke(path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", "")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    done = pipeline.run("smoke", only=path.stem)
-    assert [d["status"] for d in done] == ["ok"]
-    executed = load(results.results_dir("smoke") / "notebooks" / path.name)
-    errors = [
-        o
-        for c in code_cells(executed)
-        for o in c.get("outputs", [])
-        if o.get("output_type") == "error"
-    ]
-    assert not errors
-    roman = next((r for r in results.TABLES if f"_table_{r}_" in path.name), None)
-    if roman:
-        table = results.read_results("smoke", roman)
-        ours = table[table["source"] == "reproduced"]
-        printed = table[(table["source"] == "paper") & ~table["note"].str.startswith("computed")]
-        assert len(printed) == len(results.paper_table(roman))
-        assert ours["value"].notna().any(), f"Table {roman}: no reproduced number at smoke"
-        assert (ours["profile"] == "smoke").all()
-        if roman != "XIII":
-            _check_uncertainty(roman, ours)
+@pytest.mark.xdist_group("smoke-workbook")  # conftest.py: right after the notebook's own cells
+@pytest.mark.parametrize("path", TABLE_NOTEBOOKS, ids=[p.stem for p in TABLE_NOTEBOOKS])
+def test_smoke_results_of(path, nbval_passed):
+    """What the nbval run of a table notebook (at its default profile, smoke) wrote: the
+    paper's printed rows, a reproduced number, and n and an interval for every cell."""
+    nbval_passed(path.stem)
+    roman = next(r for r in results.TABLES if f"_table_{r}_" in path.name)
+    table = results.read_results("smoke", roman)
+    ours = table[table["source"] == "reproduced"]
+    printed = table[(table["source"] == "paper") & ~table["note"].str.startswith("computed")]
+    assert len(printed) == len(results.paper_table(roman))
+    assert ours["value"].notna().any(), f"Table {roman}: no reproduced number at smoke"
+    assert (ours["profile"] == "smoke").all()
+    if roman != "XIII":
+        _check_uncertainty(roman, ours)
 
 
 def _check_uncertainty(roman, ours):
@@ -321,3 +312,25 @@ def test_notebook_completes_without_data_and_says_why(stem, tmp_path, monkeypatc
         ours = table[table["source"] == "reproduced"]
         assert ours["value"].isna().all() and (ours["metric"] == results.STATUS).all()
         assert ours["note"].str.contains("not usable under").any(), ours["note"].tolist()
+
+
+def test_make_test_runs_every_committed_notebook_once_with_nbval():
+    """pytest's own configuration (what `make test` runs) collects each committed notebook
+    as nbval cells marked `notebook`; no papermill test runs one at its default parameters."""
+    import subprocess
+    import sys
+    import tomllib
+
+    ini = tomllib.loads((results.repo_root() / "pyproject.toml").read_text())["tool"]["pytest"]
+    assert "notebooks" in ini["ini_options"]["testpaths"]
+    assert "--nbval-lax" in ini["ini_options"]["addopts"]
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        + ["-n", "0", "-m", "notebook", "notebooks"],
+        cwd=results.repo_root(),
+        capture_output=True,
+        text=True,
+    ).stdout
+    for path in NOTEBOOKS:
+        assert f"notebooks/{path.name}::Cell 0" in listed, f"nbval does not run {path.name}"
+    assert "test_notebook_runs_at_smoke" not in globals()  # papermill's second run of each

@@ -1,6 +1,7 @@
 """The statistics behind every table's intervals (m2ir_lib.workbook.stats): known answers, coverage,
 determinism, pairing, and the per-image → cell reduction."""
 
+import itertools
 import math
 
 import numpy as np
@@ -141,7 +142,7 @@ def test_kendall_tau_exact_permutation_p_values():
     assert all(math.isnan(v) for v in stats.kendall_tau([1, 2], [2, 1]))
     assert all(math.isnan(v) for v in stats.kendall_tau([1, 2, 3], [4, 4, 4]))
     big_tau, big_p = stats.kendall_tau(range(12), range(12), n_resamples=999)
-    assert big_tau == pytest.approx(1.0) and big_p == pytest.approx(1 / 1000)
+    assert big_tau == pytest.approx(1.0) and big_p == pytest.approx(2 / math.factorial(12))
 
 
 def _per_image():
@@ -197,3 +198,53 @@ def test_a_one_seed_comparison_borrows_the_replicated_rows_seed_variance():
     assert borrowed.df == pytest.approx(1.0) and not borrowed.excludes(0)
     assert plain.low == plain.high == 1.0
     assert stats.seed_variance(df[df["method"] == "B"], "PSNR", ["t1"]) is None
+
+
+def _kendall_by_hand(x, y, n_resamples=9999, seed=0):
+    """The hand-written τ-b and permutation p that `stats.kendall_tau` replaced by scipy
+    (issue 25), kept as the reference its numbers must equal."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    i, j = np.triu_indices(n, k=1)
+    sx = np.sign(x[i] - x[j])
+
+    def tau_b(ys):
+        sy = np.sign(ys[:, i] - ys[:, j])
+        return (sx * sy).sum(-1) / np.sqrt((sx != 0).sum() * (sy != 0).sum(-1))
+
+    tau = float(tau_b(y[None])[0])
+    if n <= 8:
+        perms = y[np.array(list(itertools.permutations(range(n))))]
+        return tau, float(np.mean(np.abs(tau_b(perms)) >= abs(tau) - 1e-12))
+    rng = np.random.default_rng(seed)
+    perms = np.stack([rng.permutation(y) for _ in range(n_resamples)])
+    hits = np.sum(np.abs(tau_b(perms)) >= abs(tau) - 1e-12)
+    return tau, float((hits + 1) / (n_resamples + 1))
+
+
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        ([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]),
+        ([38.8, 38.9, 37.1, 36.0, 39.2, 35.5, 38.0], [30.1, 31.0, 29.9, 28.2, 30.5, 27.0, 30.0]),
+        ([1, 2, 3, 4, 5, 6, 7, 8], [3, 1, 2, 5, 4, 7, 8, 6]),  # 8 rows: 40320 re-pairings
+        ([1, 2, 2, 4, 5, 6], [3, 1, 2, 2, 5, 4]),  # ties on both sides
+        ([5, 1, 3, 3, 2], [4, 4, 1, 2, 3]),
+    ],
+)
+def test_kendall_tau_is_scipys_and_gives_the_hand_written_numbers(x, y):
+    tau, p = stats.kendall_tau(x, y)
+    ref_tau, ref_p = _kendall_by_hand(x, y)
+    assert tau == pytest.approx(ref_tau, abs=1e-12) and p == pytest.approx(ref_p, abs=1e-12)
+
+
+def test_kendall_tau_beyond_8_rows_is_exact_where_the_loop_sampled():
+    x = np.arange(12.0)
+    y = np.array([1, 0, 2, 4, 3, 5, 7, 6, 9, 8, 11, 10.0])
+    tau, p = stats.kendall_tau(x, y)
+    ref_tau, ref_p = _kendall_by_hand(x, y)  # 9999 random re-pairings: ± 3 standard errors
+    assert tau == pytest.approx(ref_tau) and abs(p - ref_p) <= 3 * np.sqrt(p * (1 - p) / 9999)
+    tied = np.array([1, 0, 2, 4, 4, 5, 7, 6, 9, 8, 11, 10.0])  # ties: scipy re-pairs at random
+    assert stats.kendall_tau(x, tied, n_resamples=999)[1] == pytest.approx(
+        _kendall_by_hand(x, tied, n_resamples=999)[1], abs=0.03
+    )

@@ -1,7 +1,8 @@
 """Print the `pip:` block of environment.yml as a requirements file.
 
-conda cannot be had on every machine, so `make setup` installs the same pins into a plain
-venv. Standard library only: it runs before the venv exists.
+conda cannot be had on every machine, so `make lock` (tools/lock.py) compiles this list into
+requirements.lock, which `make setup` installs into a plain venv. Standard library only: it
+runs before the venv exists.
 """
 
 import sys

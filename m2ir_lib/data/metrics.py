@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 Protocol = Literal["peer", "weatherbench"]
@@ -194,6 +195,7 @@ class LPIPSMetric:
 # The standard FID network's weights (pytorch-fid's port of TF-Inception, 2015-12-05).
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_TOO_FEW = "n/a (FID needs at least two images per set)"
+FID_BATCH = 32  # images per Inception forward pass (pytorch-fid's own default is 50)
 
 
 def fid_inception(weights: str | os.PathLike, device: str = "cpu"):
@@ -232,11 +234,36 @@ def _fid_network(path: str, mtime_ns: int, device: str):
     return net.to(device).eval()
 
 
+def fid_features(net, images: list[np.ndarray], batch_size: int = FID_BATCH, device="cpu"):
+    """The (N, 2048) pool3 features of (H, W, 3) images in [0, 1], `batch_size` at a time.
+
+    Images of any sizes share a batch: each is resized to 299×299 first, exactly as the
+    network's own input resize (bilinear, align_corners=False) would, so a batch gives the
+    features one image at a time gives (up to float rounding).
+    """
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = [
+                F.interpolate(
+                    torch.from_numpy(np.clip(a, 0, 1).astype(np.float32)).permute(2, 0, 1)[None],
+                    size=(299, 299),
+                    mode="bilinear",
+                    align_corners=False,
+                )
+                for a in images[start : start + batch_size]
+            ]
+            feats = net(torch.cat(batch).to(device))[0]  # (B, 2048, 1, 1)
+            out.append(feats.flatten(1).double().cpu().numpy())
+    return np.concatenate(out)
+
+
 def fid(
     restored: list[np.ndarray],
     target: list[np.ndarray],
     inception_weights: str | os.PathLike | None,
     device: str = "cpu",
+    batch_size: int = FID_BATCH,
 ) -> float | str:
     """Fréchet Inception Distance between two image sets, or ``NA_WEIGHTS`` without weights.
 
@@ -251,6 +278,7 @@ def fid(
         target: list of (H, W, 3) arrays in [0, 1].
         inception_weights: path to pytorch-fid's weights (``FID_WEIGHTS_FILE``), or ``None``.
         device: where to run the network.
+        batch_size: images per forward pass (`fid_features`).
     """
     if not inception_weights:
         return NA_WEIGHTS
@@ -260,15 +288,8 @@ def fid(
     if len(restored) < 2 or len(target) < 2:
         return FID_TOO_FEW
 
-    def feats(images):
-        out = []
-        with torch.no_grad():
-            for a in images:
-                t = torch.from_numpy(np.clip(a, 0, 1).astype(np.float32)).permute(2, 0, 1)[None]
-                out.append(net(t.to(device))[0].flatten(1).double().cpu().numpy())  # (1, 2048)
-        return np.concatenate(out)
-
-    f1, f2 = feats(restored), feats(target)
+    f1 = fid_features(net, restored, batch_size, device)
+    f2 = fid_features(net, target, batch_size, device)
     mu1, mu2 = f1.mean(0), f2.mean(0)
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
     return float(calculate_frechet_distance(mu1, s1, mu2, s2))
