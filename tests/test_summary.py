@@ -45,13 +45,15 @@ def test_page_shows_paper_ours_status_conclusion_and_figures(tmp_path):
     figure.write_bytes(b"png")
     results.figure_path("smoke", "fig9_gating", tmp_path).write_bytes(b"png")
     pd.DataFrame(
-        {"notebook": ["08_table_VI_unseen_desnow.ipynb"], "status": ["ok"], "seconds": [90.0],
-         "profile": ["smoke"]}
+        {"notebook": ["(training plan)", "08_table_VI_unseen_desnow.ipynb"],
+         "status": ["ok", "ok"], "seconds": [30.0, 90.0], "profile": ["smoke", "smoke"]}
     ).to_csv(out / "pipeline_times.csv", index=False)  # fmt: skip
 
     page = summary.write_summary(get_profile("smoke"), tmp_path).read_text(encoding="utf-8")
 
-    assert "notebooks: 1 of 1 ok, 1.5 min" in page and "- commit: `" in page
+    # the training stage is timed beside the notebooks, not counted as one of them
+    assert "2.0 min in all: the training plan 0.5 min, 1 of 1 notebooks ok in 1.5 min" in page
+    assert "- commit: `" in page
     section = page.split("## Table VI")[1].split("## Table VII")[0]
     assert "18.50 [18.00, 19.00]" in section and "(n=12)" in section  # ours, with interval
     assert "no checkpoint given" in section  # the status row says why

@@ -196,6 +196,9 @@ def compare_readings(runs: list[Run], ckpts: dict, profile: Profile) -> pd.DataF
     if missing:
         print(f"not trained (switched off, or no data): {missing}; no comparison")
         return pd.DataFrame(columns=cols)
+    scoring.evaluate_in_parallel(  # one-thread processes, both cores; the loop reads the cache
+        [(ckpts[r.label], r.data, r.daclip_checkpoint, False) for r in runs], profile
+    )
     long = []
     for r in runs:
         img, _ = scoring.evaluate_run(ckpts[r.label], r.data, profile, r.daclip_checkpoint)

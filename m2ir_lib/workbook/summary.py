@@ -204,10 +204,16 @@ def write_summary(profile: Profile, root: str | Path | None = None) -> Path:
         f"- machine: {machine()}",
     ]
     if not times.empty:
-        ok = (times["status"] == "ok").sum()
+        plan = times["notebook"].str.startswith("(")  # the up-front training stage, not a notebook
+        books = times[~plan]
+        ok = (books["status"] == "ok").sum()
+        stage = f"the training plan {times.loc[plan, 'seconds'].sum() / 60:.1f} min, " * bool(
+            plan.any()
+        )
         head.append(
-            f"- notebooks: {ok} of {len(times)} ok, {times['seconds'].sum() / 60:.1f} min "
-            "in all (per notebook: `pipeline_times.csv`)"
+            f"- wall time: {times['seconds'].sum() / 60:.1f} min in all: {stage}"
+            f"{ok} of {len(books)} notebooks ok in {books['seconds'].sum() / 60:.1f} min "
+            "(per stage: `pipeline_times.csv`)"
         )
     plan_path = out / "training_plan.csv"
     if plan_path.is_file():  # predicted before training, from measured step times
