@@ -421,7 +421,9 @@ def run(
         )
     total = sum(r["seconds"] for r in done)
     print(
-        f"\n{len(done)} notebook(s) ran at profile {profile!r} in {total / 60:.1f} min; "
+        f"\n{sum(r['notebook'] != TRAINING for r in done)} notebook(s)"
+        f"{' and the training plan' * any(r['notebook'] == TRAINING for r in done)} ran at "
+        f"profile {profile!r} in {total / 60:.1f} min; "
         f"executed copies in {out_dir}, times in {times_path}"
     )
     return done

@@ -471,16 +471,16 @@ def write_frame(
 
 def figure_path(profile: Profile | str, name: str, root: str | Path | None = None) -> Path:
     """`results/<profile>/figures/<name>.png` (folder created)."""
-    out = results_dir(profile, root) / "figures" / f"{name}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+    (out := results_dir(profile, root) / "figures").mkdir(parents=True, exist_ok=True)
+    return out / f"{name}.png"
 
 
-def save_figure(fig, path: str | Path | None, dpi: int = 110, longest: int = 2400):
+def save_figure(fig, path: str | Path | None, dpi: int = 110, longest=2400, pixels=2.5e6):
     """Save `fig` as every figure of the workbook is saved (110 dpi, tight, at most `longest` px
-    a side: grids of photographs stayed under 2 MB, one was 2.8 MB at 3860 px); None: no-op."""
+    a side and `pixels` in all: grids of photographs were 2.2-2.8 MB beyond); None: no-op."""
     if path is not None:
-        dpi = min(dpi, longest / max(fig.get_size_inches()))
+        w, h = fig.get_size_inches()
+        dpi = min(dpi, longest / max(w, h), (pixels / (w * h)) ** 0.5)
         with atomic_path(path) as tmp:  # the format from the real name, not the temporary one
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:])
     return fig
