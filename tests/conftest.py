@@ -18,3 +18,12 @@ def _seeded():
     """Every test starts from the same RNG state."""
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    """(root, manifest) of the smoke stand-in's 3D setting, built once per test module."""
+    from data_prep.mini import build_mini
+
+    root = tmp_path_factory.mktemp("mini")
+    return root, build_mini(root, seed=0, size="smoke")["mini_3d"]

@@ -33,14 +33,6 @@ REPO = results.repo_root()
 
 
 @pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    from data_prep.mini import build_mini
-
-    root = tmp_path_factory.mktemp("mini")
-    return root, build_mini(root, seed=0, size="smoke")["mini_3d"]
-
-
-@pytest.fixture(scope="module")
 def checkpoint(smoke_data, tmp_path_factory):
     root, manifest = smoke_data
     out = tmp_path_factory.mktemp("run")

@@ -14,14 +14,6 @@ from m2ir_lib.engine.checkpoint import read_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    from data_prep.mini import build_mini
-
-    root = tmp_path_factory.mktemp("mini")
-    return root, build_mini(root, seed=0, size="smoke")["mini_3d"]
-
-
 @pytest.mark.slow
 def test_two_process_gloo_ranks_agree(smoke_data, tmp_path):
     root, manifest = smoke_data

@@ -17,14 +17,6 @@ from m2ir_lib.workbook import scoring
 SMOKE = PROFILES["smoke"]
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    from data_prep.mini import build_mini
-
-    root = tmp_path_factory.mktemp("mini")
-    return root, build_mini(root, seed=0, size="smoke")["mini_3d"]
-
-
 def test_identity_has_a_row_per_task_and_sigma(smoke_data):
     root, manifest = smoke_data
     per_image, summary = evaluate_identity(manifest, data_root=root, max_images=2)

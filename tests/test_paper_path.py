@@ -238,9 +238,9 @@ def test_cli_trainer_rehearsed_counts_its_samples_and_prints_the_tasks_schedule(
 
 def test_docs_describe_the_code_as_it_is():
     root = results.repo_root()
-    data_md = (root / "docs" / "data.md").read_text()
-    readings = (root / "docs" / "readings.md").read_text()
-    gpu = (root / "docs" / "gpu.md").read_text()
+    data_md = (root / "docs/data.md").read_text()
+    readings = (root / "docs/readings.md").read_text()
+    gpu = (root / "docs/gpu.md").read_text()
     assert "PAPER_REPEATS" not in data_md  # the factors live in settings.SETTINGS
     assert "`settings.SETTINGS`" in data_md and "M2IR_LAYOUT" in data_md
     assert "naming a batch size that does" not in readings  # the advice names a command

@@ -19,15 +19,6 @@ TCFG = dataclasses.replace(SMOKE.train, iters=4, ckpt_every=2, num_workers=0)
 STEP3 = 2 * TCFG.grad_accum + 1  # the first loss evaluation of step 3 (one per micro-batch)
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    from data_prep.mini import build_mini
-
-    root = tmp_path_factory.mktemp("mini")
-    manifests = build_mini(root, seed=0, size="smoke")
-    return root, manifests["mini_3d"]
-
-
 def _run(smoke_data, out, **kw):
     root, manifest = smoke_data
     return train(
