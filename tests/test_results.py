@@ -550,7 +550,9 @@ def test_evaluations_are_cached_per_checkpoint_data_and_code(tmp_path, monkeypat
         scoring.evaluate_run(None, other, get_profile("smoke"))
 
 
-def test_parallel_evaluation_fills_the_cache_with_the_sequential_numbers(tmp_path, monkeypatch):
+def test_parallel_evaluation_fills_the_cache_with_the_sequential_numbers(
+    tmp_path, monkeypatch, capfd
+):
     from m2ir_lib.core.config import REHEARSAL_ENV
 
     monkeypatch.setenv("M2IR_RUNS", str(tmp_path))
@@ -560,6 +562,9 @@ def test_parallel_evaluation_fills_the_cache_with_the_sequential_numbers(tmp_pat
     ckpts = experiments.train_runs(runs, get_profile("smoke"), jobs=1)
     items = [(ckpts[r.label], data, "", off) for r in runs for off in (False, True)]
     assert scoring.evaluate_in_parallel(items, get_profile("smoke"), jobs=2) == 4
+    # each evaluation says so on the workers' stderr: the terminal of `make reproduce`
+    said = capfd.readouterr().err
+    assert said.count("  evaluated derain run ") == 4 and said.count(" (ADEC off): ") == 2
     assert (
         scoring.evaluate_in_parallel(items, get_profile("smoke"), jobs=2) == 0
     )  # every score cached

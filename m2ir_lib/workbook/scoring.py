@@ -4,8 +4,7 @@
 authors' released rival weights when given: `released_checkpoints`) under the table's
 protocol and names each number after the paper's column. `evaluate_run` caches every
 evaluation's per-image scores beside its checkpoint, keyed by the weights, the manifest, the
-protocol and the library's source (`_library_digest`); `evaluate_in_parallel` fills that
-cache with one-thread processes on CPU.
+protocol and the library's source; `evaluate_in_parallel` fills it with one-thread processes.
 
 Every score is kept per test image (`results.write_per_image`, `per_image_rows`), so each
 cell carries its image count and a 95 % interval (`m2ir_lib.workbook.stats`). A row trained
@@ -20,6 +19,8 @@ import functools
 import hashlib
 import json
 import os
+import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 from m2ir_lib.core.config import Profile, check_profile
 from m2ir_lib.core.released import load_released
 from m2ir_lib.core.rivals import RIVAL_LABELS, RIVALS
-from m2ir_lib.data.files import atomic_path
+from m2ir_lib.data.files import atomic_write_text
 from m2ir_lib.data.metrics import NA_WEIGHTS
 from m2ir_lib.engine.evaluate import evaluate, evaluate_identity, merge_shards, summarize
 from m2ir_lib.engine.probes import switch_off
@@ -138,16 +139,17 @@ def _run_model(ckpt, daclip_checkpoint: str, adec_off: bool):
 
 
 def _evaluate_shard(item: tuple, shard: tuple[int, int]) -> pd.DataFrame:
-    """One worker's share of one evaluation (`evaluate_in_parallel`), on one thread."""
+    """One worker's share of one evaluation (`evaluate_in_parallel`), on one thread; the first
+    worker's line reaches the terminal of `make reproduce` (a worker's stderr is the kernel's)."""
     torch.set_num_threads(1)
-    ckpt, data, profile, daclip_checkpoint, adec_off, kw = item
+    (ckpt, data, _, daclip_checkpoint, adec_off, kw), t0 = item, time.perf_counter()
     model = _run_model(ckpt, daclip_checkpoint, adec_off)
-    return evaluate(model, data.manifest, SETTINGS[data.setting].protocol, shard=shard, **kw)[0]
-
-
-def _write_eval_cache(cache: Path, img: pd.DataFrame) -> None:
-    with atomic_path(cache) as tmp:
-        img.to_csv(tmp, index=False)
+    img = evaluate(model, data.manifest, SETTINGS[data.setting].protocol, shard=shard, **kw)[0]
+    if shard[0] == 0:
+        what = f"{data.setting} run {Path(ckpt).parent.name}" + " (ADEC off)" * adec_off
+        print(f"  evaluated {what}: {len(img)} images in {time.perf_counter() - t0:.0f} s "
+              f"(worker 1 of {shard[1]})", file=sys.stderr, flush=True)  # fmt: skip
+    return img
 
 
 def evaluate_in_parallel(items: list[tuple], profile: Profile, jobs: int = 0) -> int:
@@ -188,7 +190,8 @@ def evaluate_in_parallel(items: list[tuple], profile: Profile, jobs: int = 0) ->
             for cache, item in todo.items()
         }
         for cache, futures in parts.items():
-            _write_eval_cache(cache, merge_shards([f.result() for f in futures]))
+            img = merge_shards([f.result() for f in futures])
+            atomic_write_text(img.to_csv(index=False), cache)
     return len(todo)
 
 
@@ -217,7 +220,7 @@ def _evaluate_cached(
         img, summary = evaluate_identity(data.manifest, s.protocol, **kw)
     else:
         img, summary = evaluate(build(), data.manifest, s.protocol, **kw)
-    _write_eval_cache(cache, img)
+    atomic_write_text(img.to_csv(index=False), cache)
     return img, summary
 
 
