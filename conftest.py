@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 SMOKE_GROUP = "smoke-workbook"  # xdist group: the notebooks in order, on one worker
+LONGEST = "test_rehearsal.py"  # the paper-profile rehearsal: notebooks 00-18, ~5 min
 RESULT_CHECKS = "smoke_results_of"  # tests that read what one notebook's nbval run wrote
 _COLLECTED: set[str] = set()  # notebooks whose cells this session (this worker) collected
 _OUTCOMES: dict[str, str] = {}  # notebook stem -> "passed" / "failed", as its cells ran
@@ -35,7 +36,12 @@ def pytest_collection_modifyitems(config, items):
     for check, stem in checks.items():
         last = max((n for n, i in enumerate(order) if _notebook(i) == stem), default=None)
         order.insert(len(order) if last is None else last + 1, check)
-    items[:] = order
+    # The rehearsal, then the other slow tests, first (a stable sort: the notebooks keep their
+    # order): xdist hands out the big notebook group first and then single tests in this
+    # order, and the 5-minute rehearsal started late left one worker running it alone.
+    items[:] = sorted(
+        order, key=lambda i: (not i.get_closest_marker("slow"), LONGEST not in i.nodeid)
+    )
     if getattr(config.option, "loadgroup", False):  # on xdist workers under --dist loadgroup
         _group_node_ids(items)
 
