@@ -4,6 +4,7 @@ Each test names its item; each failed before the change it covers."""
 
 import dataclasses
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -237,6 +238,24 @@ def test_item12_a_corrupt_jpeg_is_an_error_naming_the_file(tmp_path, capfd):
         restore_mod.read_image(bad)  # restore; training and scoring read through load_image
 
 
+def test_item12_a_jpeg_is_checked_once_per_file_and_again_when_it_changes(tmp_path, monkeypatch):
+    from m2ir_lib.data import images
+
+    calls = []
+    check = images.jpeg_damage
+    monkeypatch.setattr(images, "jpeg_damage", lambda data: calls.append(1) or check(data))
+    path = _jpeg(tmp_path / "drawn.jpg")
+    for _ in range(3):  # training draws a file many times: the second decode runs once
+        load_image(path)
+    assert len(calls) == 1
+    _jpeg(path, damage=True)  # damaged in place afterwards: the same size, a new mtime
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(ImageReadError, match="drawn.jpg: corrupt JPEG"):
+        load_image(path)
+    assert len(calls) == 2
+
+
 # ------------------------------------------------------------------ 13: quietly accepted
 
 
@@ -330,21 +349,15 @@ def test_cli_logging_messages_carry_their_level():
 
 
 @pytest.mark.slow
-def test_log_output_streams_the_cells_output(tmp_path):
+def test_log_output_streams_the_cells_output(tmp_path, python3_notebook):
     (tmp_path / "notebooks").mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell("print('hello from the cell')")]
+    nb = python3_notebook("print('hello from the cell')")
     nbformat.write(nb, tmp_path / "notebooks" / "00_a.ipynb")
     code = (
         "import sys; from m2ir_lib import pipeline; from m2ir_lib.data.files import cli_logging\n"
         f"cli_logging(True); pipeline.run('smoke', root={str(tmp_path)!r}, log_output=True)"
     )
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
     )
