@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 
-import nbformat
 import pytest
 from nbclient import NotebookClient
 
@@ -40,16 +39,10 @@ def lab_environment(tmp_path) -> dict:
 
 
 @pytest.mark.notebook
-def test_make_lab_kernel_shows_a_figure_inline(tmp_path):
+def test_make_lab_kernel_shows_a_figure_inline(tmp_path, python3_notebook):
     env = lab_environment(tmp_path)
     assert env.get("MPLBACKEND", "").lower() != "agg", "make lab must not export MPLBACKEND=Agg"
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1])")]
+    nb = python3_notebook("import matplotlib.pyplot as plt\nplt.plot([0, 1])")
     client = NotebookClient(
         nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(tmp_path)}}
     )

@@ -197,30 +197,17 @@ def test_parse_param():
         pipeline.parse_param("no-equals")
 
 
-def _tiny_notebook(path, source):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            'profile: str = "smoke"  # run profile', metadata={"tags": ["parameters"]}
-        ),
-        nbformat.v4.new_code_cell(source),
-    ]
-    nbformat.write(nb, path)
-
-
 @pytest.mark.notebook
-def test_pipeline_stops_at_the_first_failing_notebook(tmp_path, monkeypatch):
+def test_pipeline_stops_at_the_first_failing_notebook(tmp_path, monkeypatch, python3_notebook):
     monkeypatch.setenv("PYTHONPATH", "")  # run() prepends the root; undone after the test
     monkeypatch.setenv("MPLBACKEND", "Agg")
     (tmp_path / "notebooks").mkdir()
-    _tiny_notebook(tmp_path / "notebooks" / "00_ok.ipynb", "x = 1")
-    _tiny_notebook(tmp_path / "notebooks" / "01_bad.ipynb", "raise RuntimeError('boom')")
-    _tiny_notebook(tmp_path / "notebooks" / "02_never.ipynb", "x = 2")
+    profile = nbformat.v4.new_code_cell(
+        'profile: str = "smoke"  # run profile', metadata={"tags": ["parameters"]}
+    )
+    for name, source in (("00_ok", "x = 1"), ("01_bad", "raise RuntimeError('boom')"),
+                         ("02_never", "x = 2")):  # fmt: skip
+        nbformat.write(python3_notebook(profile, source), tmp_path / "notebooks" / f"{name}.ipynb")
     with pytest.raises(SystemExit) as err:
         pipeline.run("smoke", root=tmp_path)
     message = str(err.value)

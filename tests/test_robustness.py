@@ -209,29 +209,25 @@ def test_case4_a_named_data_root_that_does_not_exist_is_an_error(tmp_path, monke
 
 
 @pytest.mark.notebook
-def test_case4_pipeline_stops_naming_the_notebook_and_writes_nothing(tmp_path, monkeypatch):
+def test_case4_pipeline_stops_naming_the_notebook_and_writes_nothing(
+    tmp_path, monkeypatch, python3_notebook
+):
     monkeypatch.setenv("PYTHONPATH", "")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("M2IR_RESULTS", raising=False)
     (tmp_path / "notebooks").mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
+    nb = python3_notebook(
         nbformat.v4.new_code_cell(
             'profile: str = "smoke"\ndata_root: str = ""', metadata={"tags": ["parameters"]}
         ),
-        nbformat.v4.new_code_cell(
+        (
             f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
             "import pandas as pd\nfrom m2ir_lib.core.config import get_profile\n"
             "from m2ir_lib.workbook import results, settings\nprofile = get_profile(profile)\n"
             "data = settings.locate('3d', profile, data_root)\n"
             f"results.write_frame(pd.DataFrame({{'x': [1]}}), profile, 'table', {str(tmp_path)!r})"
         ),
-    ]
+    )
     nbformat.write(nb, tmp_path / "notebooks" / "03_table.ipynb")
     # Issue 24, item 8: a missing data_root is refused before any notebook runs.
     with pytest.raises(FileNotFoundError, match="data_root=.*typo: no such folder"):
@@ -333,17 +329,15 @@ def test_own_a_failed_save_leaves_no_temporary_file_and_the_old_checkpoint(tmp_p
 # ------------------------------------------------------------------ 8: Ctrl-C in the pipeline
 
 
-def test_case8_ctrl_c_names_the_notebook_and_the_resume_command(tmp_path, monkeypatch, capsys):
+def test_case8_ctrl_c_names_the_notebook_and_the_resume_command(
+    tmp_path, monkeypatch, capsys, python3_notebook
+):
     import papermill
 
     (tmp_path / "notebooks").mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell('data_root: str = ""', metadata={"tags": ["parameters"]})]
+    nb = python3_notebook(
+        nbformat.v4.new_code_cell('data_root: str = ""', metadata={"tags": ["parameters"]})
+    )
     for name in ("00_a", "01_b"):
         nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
     monkeypatch.chdir(tmp_path)
